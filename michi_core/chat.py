@@ -1,0 +1,91 @@
+"""`michi chat`: a headless conversation from a WAV file, frame by frame, exactly as the app runs it.
+
+The user's file is streamed through the session one 80 ms frame at a time (the model hears the
+user while it speaks); the model's audio is written out, with a JSON transcript of both sides,
+frame times and per-step timings. This is how the model is evaluated without a sound card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import load_audio, pad_to_frames, save_audio
+from .engine import DuplexSession, SamplingSettings, StepResult, VoicePrompt
+from .model import MichiModel
+
+log = logging.getLogger(__name__)
+
+MAX_TAIL_SECONDS = 30.0  # after the input ends, keep stepping at most this long to finish a say()
+SETTLE_SECONDS = 1.0  # and this long after the forced text is spoken
+
+
+def voice_from_audio(model: MichiModel, wave: np.ndarray, transcript: str = "") -> VoicePrompt:
+    """Encode a 24 kHz recording into a voice prompt (codec posterior means)."""
+    fs = model.config.codec.frame_size
+    wave_t = torch.from_numpy(pad_to_frames(wave, fs))[None]
+    with torch.inference_mode(), model.codec.offline():
+        latents = model.codec.encode(wave_t).mean[0]
+    return VoicePrompt(latents=latents, transcript=transcript)
+
+
+def run_chat(model: MichiModel, input_path: str, output_path: str, system: str | None = None,
+             say: str | None = None, voice_path: str | None = None, transcript_path: str | None = None,
+             seed: int | None = None, settings: SamplingSettings | None = None) -> dict:
+    sr = model.config.codec.sample_rate
+    fs = model.config.codec.frame_size
+    user = pad_to_frames(load_audio(input_path, sr), fs)
+    settings = settings or SamplingSettings()
+    settings.seed = seed if seed is not None else settings.seed
+    session = DuplexSession(model, settings)
+    if voice_path:
+        session.set_voice(voice_from_audio(model, load_audio(voice_path, sr, max_seconds=60)))
+    if system:
+        session.prefill_text(system)
+    if say:
+        session.say(say)
+
+    steps: list[StepResult] = []
+    n_input = len(user) // fs
+    silence = np.zeros(fs, np.float32)
+    max_frames = n_input + int(MAX_TAIL_SECONDS * sr / fs)
+    settle_frames = int(SETTLE_SECONDS * sr / fs)
+    quiet_since = 0
+    i = 0
+    while i < max_frames:
+        frame = user[i * fs:(i + 1) * fs] if i < n_input else silence
+        steps.append(session.step(frame))
+        quiet_since = 0 if session.is_saying else quiet_since + 1
+        i += 1
+        if i >= n_input and quiet_since >= settle_frames:
+            break
+    audio = np.concatenate([s.audio for s in steps])
+    save_audio(output_path, audio, sr)
+
+    frame_s = fs / sr
+    transcript = {
+        "input": str(input_path),
+        "sample_rate": sr,
+        "frame_seconds": frame_s,
+        "input_frames": n_input,
+        "output_frames": len(steps),
+        "model_text": "".join(s.model_text for s in steps),
+        "user_text": "".join(s.user_text for s in steps),
+        "model": [{"frame": s.frame_index, "time": s.frame_index * frame_s, "text": s.model_text}
+                  for s in steps if s.model_text],
+        "user": [{"frame": s.frame_index, "time": s.frame_index * frame_s, "text": s.user_text}
+                 for s in steps if s.user_text],
+        "steps": [{"frame": s.frame_index, **asdict(s.timings)} for s in steps],
+        "step_ms_p50": statistics.median(s.timings.total_ms for s in steps),
+        "step_ms_p95": float(np.percentile([s.timings.total_ms for s in steps], 95)),
+    }
+    if transcript_path:
+        Path(transcript_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(transcript_path).write_text(json.dumps(transcript, indent=2) + "\n")
+    return transcript

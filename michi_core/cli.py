@@ -1,0 +1,121 @@
+"""Core subcommands of the `michi` command: info, bench, chat.
+
+`app/cli.py` owns the top-level parser (it adds the GUI and the stores' commands); this module
+adds the commands that need only michi_core, so they also run where Qt is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from .config import PRESETS, preset
+
+log = logging.getLogger(__name__)
+
+
+def parameter_breakdown(preset_name: str) -> list[tuple[str, int]]:
+    """(component, exact parameter count) rows, built on the meta device: no weights needed."""
+    from .model import MichiModel
+
+    model = MichiModel(preset(preset_name), meta=True)
+
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    backbone = model.backbone
+    embed = count(backbone.get_input_embeddings())
+    rows = [
+        ("backbone: text embeddings (tied with the text head)", embed),
+        (f"backbone: {model.config.backbone.num_layers} transformer layers + norm", count(backbone) - embed),
+        ("listen head", count(model.listen)),
+        ("flow speak head", count(model.flow)),
+        ("audio latent input projection", count(model.audio_in)),
+        ("codec encoder", count(model.codec.encoder)),
+        ("codec decoder (causal HiFi-GAN)", count(model.codec.decoder)),
+    ]
+    rows.append(("total", count(model)))
+    return rows
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    config = preset(args.preset)
+    c, b = config.codec, config.backbone
+    print(f"Michi preset {args.preset!r}")
+    print(f"  backbone: {b.source} {b.name_or_path or ''} — width {b.hidden_size}, {b.num_layers} layers, "
+          f"{b.num_heads}/{b.num_kv_heads} heads, vocab {b.vocab_size}, window {b.max_positions} positions")
+    print(f"  audio: {c.sample_rate} Hz, frame {c.frame_size} samples ({c.frame_ms:.0f} ms, "
+          f"{c.frame_rate:g} Hz), latent {c.latent_dim}-d")
+    print(f"  flow head: {config.flow.num_blocks} blocks × {config.flow.width}, "
+          f"{config.flow.sample_steps} Euler step(s) by default")
+    print()
+    rows = parameter_breakdown(args.preset)
+    width = max(len(name) for name, _ in rows)
+    for name, n in rows:
+        print(f"  {name:<{width}}  {n:>13,}  ({n / 1e6:8.2f} M)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_command
+
+    bench_command(args.preset, args.device, args.frames, args.json, args.checkpoint,
+                  args.variants.split(","), args.threads)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .audio import AudioFileError
+    from .chat import run_chat
+    from .engine import SamplingSettings
+    from .model import CheckpointError, load_model
+
+    try:
+        model = load_model(args.checkpoint, args.preset)
+        settings = SamplingSettings(text_temperature=args.temperature, pad_bias=args.pad_bias,
+                                    flow_steps=args.flow_steps)
+        transcript = run_chat(model, args.input, args.output, system=args.system, say=args.say,
+                              voice_path=args.voice, transcript_path=args.transcript, seed=args.seed,
+                              settings=settings)
+    except (AudioFileError, CheckpointError, FileNotFoundError) as error:
+        raise SystemExit(f"michi chat: {error}") from None
+    print(f"wrote {args.output}: {transcript['output_frames']} frames "
+          f"({transcript['output_frames'] * transcript['frame_seconds']:.2f} s); "
+          f"step p50 {transcript['step_ms_p50']:.1f} ms, p95 {transcript['step_ms_p95']:.1f} ms")
+    if transcript["model_text"]:
+        print(f"model said: {transcript['model_text'].strip()}")
+    if transcript["user_text"]:
+        print(f"heard the user: {transcript['user_text'].strip()}")
+    return 0
+
+
+def add_core_commands(subparsers) -> None:
+    presets = sorted(PRESETS)
+    p = subparsers.add_parser("info", help="show a preset's components and exact parameter counts")
+    p.add_argument("--preset", default="small", choices=presets)
+    p.set_defaults(func=cmd_info)
+
+    p = subparsers.add_parser("bench", help="latency benchmark of the streaming engine")
+    p.add_argument("--preset", default="small", choices=presets)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--frames", type=int, default=200, help="frames to time (80 ms each)")
+    p.add_argument("--json", help="where to write the JSON (default benchmarks/results/...)")
+    p.add_argument("--checkpoint", help="checkpoint directory (default: random weights)")
+    p.add_argument("--variants", default="fp32", help="comma-separated: fp32,bf16,int8")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_bench)
+
+    p = subparsers.add_parser("chat", help="headless conversation: stream a WAV file through the model")
+    p.add_argument("--input", required=True, help="the user's audio (any rate, mono or stereo)")
+    p.add_argument("--output", required=True, help="where to write the model's audio (WAV)")
+    p.add_argument("--checkpoint", help="checkpoint directory (default: the shipped model)")
+    p.add_argument("--preset", choices=presets, help="a preset instead of a checkpoint (untrained heads)")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--say", help="text the model must speak (causal TTS)")
+    p.add_argument("--voice", help="a recording of the voice to speak with (zero-shot cloning)")
+    p.add_argument("--transcript", help="write a JSON transcript with frame times and step timings")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--temperature", type=float, default=0.7, help="text sampling temperature")
+    p.add_argument("--pad-bias", type=float, default=0.0, help="> 0 speaks less eagerly, < 0 more")
+    p.add_argument("--flow-steps", type=int, default=1, help="Euler steps of the speak head")
+    p.set_defaults(func=cmd_chat)

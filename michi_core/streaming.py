@@ -1,0 +1,198 @@
+"""Causal convolutions with explicit streaming state, shared by the codec and the listen head.
+
+Shape legend: b - batch, c - channels, t - time steps (samples or frames).
+
+A module runs offline (whole clip, zero left padding) until `start_streaming(batch_size)` is
+called on it or on any parent; from then on each call takes the next chunk and carries the
+state needed so that chunk-by-chunk output equals the offline output of the concatenation.
+`reset_streaming()` starts a new stream; `stop_streaming()` returns to offline mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class StreamingModule(nn.Module):
+    """Base of modules with streaming state. The state lives on the module, typed per subclass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._streaming_state = None
+        self._streaming_batch = 0
+
+    @property
+    def is_streaming(self) -> bool:
+        return self._streaming_batch > 0
+
+    def _init_state(self, batch_size: int):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError(f"{type(self).__name__} must define _init_state")
+
+    def _streaming_modules(self):
+        return [m for m in self.modules() if isinstance(m, StreamingModule) and type(m)._init_state
+                is not StreamingModule._init_state]
+
+    def start_streaming(self, batch_size: int = 1) -> None:
+        for module in self._streaming_modules():
+            module._streaming_batch = batch_size
+            module._streaming_state = module._init_state(batch_size)
+        self._streaming_batch = batch_size
+
+    def reset_streaming(self) -> None:
+        assert self.is_streaming, "call start_streaming() first"
+        self.start_streaming(self._streaming_batch)
+
+    def stop_streaming(self) -> None:
+        for module in self.modules():
+            if isinstance(module, StreamingModule):
+                module._streaming_batch = 0
+                module._streaming_state = None
+
+    # A model can serve several streams (sessions) one at a time: each keeps its own state
+    # objects and installs them before it runs.
+    def get_streaming_state(self) -> dict[str, tuple[int, object]]:
+        return {name: (m._streaming_batch, m._streaming_state) for name, m in self.named_modules()
+                if isinstance(m, StreamingModule)}
+
+    def set_streaming_state(self, saved: dict[str, tuple[int, object]]) -> None:
+        for name, m in self.named_modules():
+            if isinstance(m, StreamingModule):
+                m._streaming_batch, m._streaming_state = saved.get(name, (0, None))
+
+    @contextlib.contextmanager
+    def offline(self):
+        """Run whole clips for a while (e.g. encode a voice) without losing the streaming state."""
+        saved = self.get_streaming_state()
+        self.stop_streaming()
+        try:
+            yield self
+        finally:
+            self.set_streaming_state(saved)
+
+
+@dataclass
+class _ConvState:
+    history: torch.Tensor  # (b, c_in, padding): the last inputs the next chunk's kernel reaches back to
+
+
+class CausalConv1d(StreamingModule):
+    """Conv1d that never looks ahead: output step i sees only inputs up to i * stride + stride - 1."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 dilation: int = 1, groups: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
+                              groups=groups)
+        self.stride = stride
+        # Left context so that T inputs give exactly T / stride outputs.
+        self.padding = (kernel_size - 1) * dilation + 1 - stride
+        assert self.padding >= 0, "kernel must be at least as long as the stride"
+
+    def _init_state(self, batch_size: int) -> _ConvState:
+        weight = self.conv.weight
+        return _ConvState(weight.new_zeros(batch_size, self.conv.in_channels, self.padding))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c_in, t) -> (b, c_out, t / stride)
+        assert x.shape[-1] % self.stride == 0, (
+            f"feed whole strides: got {x.shape[-1]} steps, stride is {self.stride}"
+        )
+        if not self.is_streaming:
+            return self.conv(F.pad(x, (self.padding, 0)))
+        state: _ConvState = self._streaming_state
+        full = torch.cat([state.history, x], dim=-1)
+        if self.padding:
+            state.history = full[..., full.shape[-1] - self.padding:]
+        return self.conv(full)
+
+
+@dataclass
+class _ConvTrState:
+    partial: torch.Tensor  # (b, c_out, kernel - stride): overlap-add tail owed to the next chunk
+
+
+class CausalConvTranspose1d(StreamingModule):
+    """ConvTranspose1d upsampling by `stride`; the tail that overlaps the future is carried over.
+
+    Offline: the full transposed conv, trimmed to T * stride outputs. Streaming: each chunk's tail
+    (kernel - stride samples, bias removed) is added to the start of the next chunk's output.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int):
+        super().__init__()
+        assert kernel_size >= stride, "kernel must cover the stride"
+        self.conv = nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride=stride)
+        self.stride = stride
+        self.overlap = kernel_size - stride
+
+    def _init_state(self, batch_size: int) -> _ConvTrState:
+        weight = self.conv.weight
+        return _ConvTrState(weight.new_zeros(batch_size, self.conv.out_channels, self.overlap))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, c_in, t) -> (b, c_out, t * stride)
+        y = self.conv(x)
+        n_out = x.shape[-1] * self.stride
+        if not self.is_streaming:
+            return y[..., :n_out]
+        if self.overlap == 0:
+            return y
+        state: _ConvTrState = self._streaming_state
+        y = torch.cat([y[..., : self.overlap] + state.partial, y[..., self.overlap:]], dim=-1)
+        tail = y[..., n_out:]
+        if self.conv.bias is not None:
+            tail = tail - self.conv.bias[:, None]
+        state.partial = tail
+        return y[..., :n_out]
+
+
+class ConvEncoder(nn.Module):
+    """Strided causal conv stack: waveform -> one feature vector per frame.
+
+    Used by the codec encoder and the listen head. Each stage: a residual dilated conv unit, then a
+    strided conv that downsamples by `stride` and doubles the channels (up to `max_channels`).
+    """
+
+    def __init__(self, channels: int, max_channels: int, strides: tuple[int, ...], out_channels: int):
+        super().__init__()
+        self.stem = CausalConv1d(1, channels, kernel_size=7)
+        stages = []
+        c = channels
+        for stride in strides:
+            c_next = min(2 * c, max_channels)
+            stages.append(nn.Sequential(
+                ResidualUnit(c, kernel_size=3, dilation=1),
+                nn.ELU(),
+                CausalConv1d(c, c_next, kernel_size=2 * stride, stride=stride),
+            ))
+            c = c_next
+        self.stages = nn.Sequential(*stages)
+        self.out = nn.Sequential(nn.ELU(), CausalConv1d(c, out_channels, kernel_size=3))
+        self.hop = 1
+        for s in strides:
+            self.hop *= s
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:  # (b, t) -> (b, out_channels, t / hop)
+        assert wave.shape[-1] % self.hop == 0, (
+            f"feed whole frames: {wave.shape[-1]} samples is not a multiple of {self.hop}"
+        )
+        return self.out(self.stages(self.stem(wave[:, None, :])))
+
+
+class ResidualUnit(nn.Module):
+    """x + conv1x1(elu(causal dilated conv(elu(x)))), as in SoundStream/EnCodec encoders."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ELU(),
+            CausalConv1d(channels, channels, kernel_size, dilation=dilation),
+            nn.ELU(),
+            CausalConv1d(channels, channels, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
