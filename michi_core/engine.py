@@ -111,8 +111,10 @@ class DuplexSession:
                  keep_debug: bool = False):
         self.settings = settings or SamplingSettings()
         self.device = torch.device(device)
-        self.dtype = dtype or torch.float32
-        self.model = model.to(self.device, self.dtype).eval()
+        self.dtype = torch.float32  # of everything but the backbone
+        self.backbone_dtype = dtype or torch.float32
+        self.model = model.to(self.device).eval()
+        self.model.backbone.to(self.backbone_dtype)
         self.config = model.config
         self.tokenizer = model.tokenizer
         self.pad_id = self.tokenizer.pad_id
@@ -172,7 +174,7 @@ class DuplexSession:
         if pinned is None:
             pinned = self.state.frame_index == 0
         tokens = torch.tensor([ids], device=self.device)
-        self._append(self.model.text_embedding(tokens)[0], pinned)
+        self._append(self.model.embed_text(tokens)[0], pinned)
         return len(ids)
 
     @torch.inference_mode()

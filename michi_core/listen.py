@@ -56,4 +56,5 @@ class ListenHead(StreamingModule):
 
     def text_logits(self, user_embeds: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
         """(b, n, h) x (vocab, h) -> (b, n, vocab): which token the user started in each frame."""
-        return self.to_text(user_embeds) @ text_embedding.t()
+        query = self.to_text(user_embeds).to(text_embedding.dtype)  # cast the vector, not the table
+        return (query @ text_embedding.t()).float()

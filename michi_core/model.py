@@ -123,22 +123,29 @@ class MichiModel(nn.Module):
     def text_embedding(self) -> nn.Embedding:
         return self.backbone.get_input_embeddings()
 
+    # The backbone may run in a lower precision (bf16 inference) than the heads and the codec,
+    # which stay fp32: these four methods are the only places the two meet, and they cast.
+    def embed_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.text_embedding(tokens).float()  # (..., h)
+
     def embed_frames(self, prev_text: torch.Tensor, prev_latents: torch.Tensor,
                      user_embeds: torch.Tensor) -> torch.Tensor:
         """(b, n), (b, n, d), (b, n, h) -> frame-position inputs (b, n, h)."""
-        return self.text_embedding(prev_text) + self.audio_in(prev_latents) + user_embeds
+        return self.embed_text(prev_text) + self.audio_in(prev_latents) + user_embeds
 
     def run_backbone(self, inputs_embeds: torch.Tensor, **kwargs) -> tuple[torch.Tensor, object]:
         """(b, L, h) -> final-norm hidden states (b, L, h) and the updated KV cache."""
-        out = self.backbone.model(inputs_embeds=inputs_embeds, **kwargs)
-        return out.last_hidden_state, out.past_key_values
+        dtype = self.text_embedding.weight.dtype
+        out = self.backbone.model(inputs_embeds=inputs_embeds.to(dtype), **kwargs)
+        return out.last_hidden_state.float(), out.past_key_values
 
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.backbone.lm_head(hidden)  # (..., V)
+        head = self.backbone.lm_head
+        return head(hidden.to(head.weight.dtype)).float()  # (..., V)
 
     def flow_condition(self, hidden: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
         """The speak head hears the backbone state and the text token just chosen: (..., h)."""
-        return hidden + self.text_embedding(text_tokens)
+        return hidden + self.embed_text(text_tokens)
 
     # -- training forward ------------------------------------------------------------------------------
     def sequence_embeds(self, batch: MichiBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +157,7 @@ class MichiModel(nn.Module):
             f"every row needs exactly {n} frame positions (one per {self.config.codec.frame_size} user samples), "
             f"got {counts.tolist()}"
         )
-        embeds = self.text_embedding(batch.input_ids)
+        embeds = self.embed_text(batch.input_ids)
         frame_inputs = self.audio_in(batch.prev_latents[batch.frame_mask]) + user_embeds.reshape(b * n, h)
         embeds = embeds.masked_scatter(batch.frame_mask[..., None], (embeds[batch.frame_mask] + frame_inputs))
         return embeds, user_embeds

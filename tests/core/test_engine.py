@@ -199,3 +199,20 @@ def test_cuda_runs_the_same_code():
     session = DuplexSession(m, SamplingSettings(seed=0), device="cuda")
     r = session.step(np.zeros(m.config.codec.frame_size, np.float32))
     assert r.audio.shape == (m.config.codec.frame_size,)
+
+
+def test_a_bf16_backbone_stays_close_to_fp32_and_keeps_the_heads_in_fp32():
+    torch.manual_seed(0)
+    ref_model, bf_model = MichiModel(tiny()).eval(), MichiModel(tiny()).eval()
+    bf_model.load_state_dict(ref_model.state_dict())
+    fs = ref_model.config.codec.frame_size
+    ref = DuplexSession(ref_model, keep_debug=True)
+    bf = DuplexSession(bf_model, keep_debug=True, dtype=torch.bfloat16)
+    assert bf_model.text_embedding.weight.dtype == torch.bfloat16
+    assert bf_model.flow.in_proj.weight.dtype == torch.float32 and bf_model.codec.decoder.pre.conv.weight.dtype == torch.float32
+    audio = np.random.default_rng(0).standard_normal((5, fs)).astype(np.float32) * 0.1
+    for frame in audio:
+        r = ref.step(frame, force_text=ref.pad_id, force_latent=torch.zeros(8))
+        b = bf.step(frame, force_text=ref.pad_id, force_latent=torch.zeros(8))
+        assert b.audio.dtype == np.float32
+        assert (r.text_logits - b.text_logits).abs().max() < 0.05  # bf16 keeps ~3 significant digits
