@@ -89,6 +89,35 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_codec(args: argparse.Namespace) -> int:
+    """Resynthesize a file through the codec, frame by frame on the streaming path."""
+    import numpy as np
+    import torch
+
+    from .audio import AudioFileError, load_audio, pad_to_frames, save_audio
+    from .codec import Codec
+    from .model import DEFAULT_CHECKPOINT, CheckpointError
+
+    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    try:
+        codec = Codec.from_pretrained(checkpoint)
+        c = codec.config
+        wave = load_audio(args.input, c.sample_rate)
+    except (AudioFileError, CheckpointError) as error:
+        raise SystemExit(f"michi codec: {error}") from None
+    n = len(wave)
+    frames = pad_to_frames(wave, c.frame_size).reshape(-1, c.frame_size)
+    out = []
+    with torch.inference_mode():
+        codec.start_streaming(1)
+        for frame in frames:
+            latent = codec.encode(torch.from_numpy(frame)[None]).mean
+            out.append(codec.decode(latent)[0].numpy())
+    save_audio(args.output, np.concatenate(out)[:n], c.sample_rate)
+    print(f"wrote {args.output}: {len(frames)} frames through the streaming codec ({checkpoint})")
+    return 0
+
+
 def add_core_commands(subparsers) -> None:
     presets = sorted(PRESETS)
     p = subparsers.add_parser("info", help="show a preset's components and exact parameter counts")
@@ -104,6 +133,12 @@ def add_core_commands(subparsers) -> None:
     p.add_argument("--variants", default="fp32", help="comma-separated: fp32,bf16,int8")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
+
+    p = subparsers.add_parser("codec", help="resynthesize an audio file through the streaming codec")
+    p.add_argument("--input", required=True, help="any audio file (any rate, mono or stereo)")
+    p.add_argument("--output", required=True, help="WAV file to write (24 kHz)")
+    p.add_argument("--checkpoint", help="codec or model checkpoint directory (default: the shipped one)")
+    p.set_defaults(func=cmd_codec)
 
     p = subparsers.add_parser("chat", help="headless conversation: stream a WAV file through the model")
     p.add_argument("--input", required=True, help="the user's audio (any rate, mono or stereo)")

@@ -15,13 +15,17 @@ never needs them.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from .config import CodecConfig
+from .config import FORMAT_VERSION, CheckpointError, CodecConfig, _dataclass_from_dict
 from .streaming import CausalConv1d, CausalConvTranspose1d, ConvEncoder, StreamingModule
 
 LRELU_SLOPE = 0.1  # HiFi-GAN's leaky-ReLU slope
@@ -106,3 +110,33 @@ class Codec(StreamingModule):
         """Autoencode for training: returns (reconstruction, posterior)."""
         posterior = self.encode(wave)
         return self.decode(posterior.sample(generator)), posterior
+
+    # -- codec-only checkpoints (the codec stage trains and ships the codec on its own) ------------------
+    def save_pretrained(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"format_version": FORMAT_VERSION, "codec": dataclasses.asdict(self.config)}
+        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / "model.safetensors"), metadata={"kind": "michi-codec"})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> Codec:
+        """A codec checkpoint, or the codec inside a full Michi checkpoint."""
+        directory = Path(directory)
+        try:
+            data = json.loads((directory / "config.json").read_text())
+            if data.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"format version {data.get('format_version')!r}, expected {FORMAT_VERSION}")
+            config = _dataclass_from_dict(CodecConfig, data["codec"])
+            state = load_file(str(directory / "model.safetensors"))
+        except (OSError, KeyError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{directory} is not a usable codec checkpoint: {error}") from error
+        if not any(k.startswith("encoder.") for k in state):  # a full model checkpoint
+            state = {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")}
+        codec = cls(config)
+        try:
+            codec.load_state_dict(state)
+        except RuntimeError as error:
+            raise CheckpointError(f"{directory}: the weights do not fit the codec config ({error})") from error
+        return codec.eval()

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit this code or this config."""
+
+
 # Bumped whenever a change makes older checkpoints load wrongly (renamed weights, new layout).
 FORMAT_VERSION = 1
 

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from .backbone import build_backbone
 from .codec import Codec
-from .config import MichiConfig
+from .config import CheckpointError, MichiConfig
 from .flow import FlowHead
 from .listen import ListenHead
 from .tokenizer import Tokenizer, load_tokenizer
@@ -34,10 +34,6 @@ from .tokenizer import Tokenizer, load_tokenizer
 IGNORE = -100  # target value that no loss looks at
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit this code or this config."""
 
 
 @dataclass

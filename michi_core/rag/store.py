@@ -167,10 +167,13 @@ class DocumentStore:
 
     def keyword_search(self, query: str, limit: int) -> list[int]:
         """Chunk ids of enabled documents, best BM25 match first. Any words a user types are safe."""
-        terms = dict.fromkeys(word.lower() for word in _words(query))
-        if not terms:
+        words = [word.lower() for word in _words(query)]
+        if not words:
             return []
-        match = " OR ".join(f'"{term}"' for term in terms)
+        # Any of the words, plus the whole query as a phrase: names, codes and e-mail addresses
+        # typed in full then outrank chunks that merely repeat one of their words.
+        alternatives = dict.fromkeys([" ".join(words)] + words)
+        match = " OR ".join(f'"{alternative}"' for alternative in alternatives)
         rows = self.db.execute(
             "SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
             "JOIN documents d ON d.id = c.document_id "
