@@ -234,8 +234,10 @@ class DuplexSession:
         prev_text = torch.tensor([[self.state.prev_text]], device=self.device)
         inputs = model.embed_frames(prev_text, self.state.prev_latent, user_embed)  # (1, 1, h)
         hidden = self._append(inputs[0], pinned=False)[:, -1]  # (1, h)
-        logits = model.text_logits(hidden)[0].float()  # (V,)
-        token = force_text if force_text is not None else self._choose_text(logits)
+        if force_text is not None:
+            token, logits = force_text, model.text_logits(hidden)[0] if self.keep_debug else None
+        else:
+            token, logits = self._choose_text(hidden)
         t_backbone = self._now()
 
         token_tensor = torch.tensor([token], device=self.device)
@@ -281,19 +283,34 @@ class DuplexSession:
             return ""
         return decoder.push(token)
 
-    def _choose_text(self, logits: torch.Tensor) -> int:
+    def _choose_text(self, hidden: torch.Tensor) -> tuple[int, torch.Tensor | None]:
+        """The model's text token for this frame, and the full logits when they were computed.
+
+        While say() drives the text only two logits matter (PAD, or the next word now?): the
+        vocabulary-wide projection, a quarter of the backbone's weight traffic, is skipped.
+        """
         s = self.settings
-        logits = logits.clone()
-        logits[self.pad_id] += s.pad_bias
         forced = self.state.forced
-        if forced:
+        if forced and not self.keep_debug:
             word = forced[0]
-            if logits[word] >= logits[self.pad_id] or self.state.pad_run >= s.say_max_wait_frames:
-                forced.popleft()
-                self.state.pad_run = 0
-                return word
-            self.state.pad_run += 1
-            return self.pad_id
+            pad_logit, word_logit = self.model.text_logits(hidden, only=[self.pad_id, word])[0].tolist()
+            return self._forced_choice(word, word_logit, pad_logit + s.pad_bias), None
+        logits = self.model.text_logits(hidden)[0].clone()
+        logits[self.pad_id] += s.pad_bias
+        if forced:
+            return self._forced_choice(forced[0], float(logits[forced[0]]), float(logits[self.pad_id])), logits
+        return self._sample(logits), logits
+
+    def _forced_choice(self, word: int, word_logit: float, pad_logit: float) -> int:
+        if word_logit >= pad_logit or self.state.pad_run >= self.settings.say_max_wait_frames:
+            self.state.forced.popleft()
+            self.state.pad_run = 0
+            return word
+        self.state.pad_run += 1
+        return self.pad_id
+
+    def _sample(self, logits: torch.Tensor) -> int:
+        s = self.settings
         if s.text_temperature <= 0:
             return int(logits.argmax())
         if s.text_top_k > 0:

@@ -135,9 +135,16 @@ class MichiModel(nn.Module):
         out = self.backbone.model(inputs_embeds=inputs_embeds.to(dtype), **kwargs)
         return out.last_hidden_state.float(), out.past_key_values
 
-    def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def text_logits(self, hidden: torch.Tensor, only: list[int] | None = None) -> torch.Tensor:
+        """(..., h) -> (..., V); with `only`, just those tokens' logits (..., len(only))."""
         head = self.backbone.lm_head
-        return head(hidden.to(head.weight.dtype)).float()  # (..., V)
+        if only is None:
+            return head(hidden.to(head.weight.dtype)).float()
+        rows = head.weight[only]  # (k, h)
+        logits = hidden.to(rows.dtype) @ rows.t()
+        if head.bias is not None:
+            logits = logits + head.bias[only]
+        return logits.float()
 
     def flow_condition(self, hidden: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
         """The speak head hears the backbone state and the text token just chosen: (..., h)."""

@@ -9,7 +9,7 @@ embeddings; `injector` turns an utterance into context text for the live call; `
 from .chunking import ChunkingConfig
 from .embedder import Embedder, MiniLMEmbedder, default_embedder
 from .extract import SUPPORTED_SUFFIXES, ExtractionError
-from .ingest import MAX_FILE_BYTES, IngestProgress, IngestResult, Ingestor, expand_paths
+from .ingest import MAX_FILE_BYTES, Ingestor, IngestProgress, IngestResult, expand_paths
 from .injector import ContextInjector, Injection
 from .retrieval import Passage, Retriever
 from .store import Document, DocumentStore, DuplicateDocument

@@ -46,10 +46,9 @@ class MiniLMEmbedder:
     dim = 384
     max_tokens = 256  # the sentence-transformers max_seq_length this model was trained for
 
-    def __init__(self, model_dir: Path | None = None, batch_size: int = 32, verify: bool = True):
-        self.model_dir = model_dir
+    def __init__(self, model_dir: Path | None = None, batch_size: int = 32):
+        self.model_dir = model_dir  # None: the packaged model; a bundled app may pass its own copy
         self.batch_size = batch_size
-        self.verify = verify
         self._tokenizer = None
         self._model = None
         # The panel's ingest and search threads share one instance: load once, run one at a time.
@@ -78,8 +77,7 @@ class MiniLMEmbedder:
             from transformers import AutoModel
 
             model_dir = self._resolved_dir()
-            if self.verify:
-                _check_sha256(model_dir / "model.safetensors", MINILM_SHA256)
+            _check_sha256(model_dir / "model.safetensors", MINILM_SHA256)
             log.info("loading the embedding model from %s", model_dir)
             model = AutoModel.from_pretrained(model_dir, local_files_only=True)
             self._model = model.eval()

@@ -90,13 +90,13 @@ def decode_text(data: bytes, declared: str | None = None) -> tuple[str, list[str
         except (UnicodeDecodeError, LookupError):
             continue
     try:
-        return data.decode("cp1252"), ["not UTF-8: read as Windows-1252 (Latin-1); re-save as UTF-8 if "
-                                       "characters look wrong"]
+        text = data.decode("cp1252")
     except UnicodeDecodeError as error:
         raise ExtractionError(
-            f"not valid UTF-8 text (bad byte at offset {error.start}) and not Latin-1 either: "
+            f"not valid UTF-8 text (bad byte at offset {error.start}) nor Windows-1252: "
             "re-save the file as UTF-8"
         ) from error
+    return text, ["not UTF-8: read as Windows-1252 (Latin-1); re-save as UTF-8 if characters look wrong"]
 
 
 def _plain(decoded: tuple[str, list[str]]) -> ExtractedText:
@@ -165,9 +165,9 @@ def _ranges(numbers: list[int]) -> str:
 class _HTMLText(HTMLParser):
     """Visible text of an HTML page, with line breaks where blocks end."""
 
-    _SKIP = {"script", "style", "noscript", "template", "head", "svg"}
-    _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
-              "header", "footer", "blockquote", "pre", "table", "ul", "ol", "dd", "dt", "hr"}
+    _SKIP = frozenset({"script", "style", "noscript", "template", "head", "svg"})
+    _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
+              "header", "footer", "blockquote", "pre", "table", "ul", "ol", "dd", "dt", "hr"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

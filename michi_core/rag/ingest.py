@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 100 * 1024 * 1024
 
 INDEXED, DUPLICATE, FAILED, CANCELLED = "indexed", "duplicate", "failed", "cancelled"
-STAGES = ("reading", "chunking", "embedding", "saving")
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class IngestProgress:
     path: Path
     file_index: int  # 0-based position in the batch
     file_count: int
-    stage: str  # one of STAGES
+    stage: str  # "reading", "chunking", "embedding" or "saving", in that order
     fraction: float  # 0..1 through this file's embedding (0 in the other stages)
 
 

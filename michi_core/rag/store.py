@@ -17,7 +17,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -229,7 +229,8 @@ class DocumentStore:
             existing = self.indexed_with_hash(content_hash)
             if existing is not None:
                 raise DuplicateDocument(existing)
-            self._delete(row["id"] for row in self.db.query("SELECT id FROM documents WHERE path = ?", [path]))
+            same_path = self.db.query("SELECT id FROM documents WHERE path = ?", [path])
+            self._delete(row["id"] for row in same_path)
             document_id = self.db["documents"].insert({
                 "path": path, "title": title, "content_hash": content_hash, "size_bytes": size_bytes,
                 "status": INDEXED, "message": message, "enabled": 1, "added_at": _now(),
@@ -244,7 +245,8 @@ class DocumentStore:
                 "SELECT id FROM chunks WHERE document_id = ? ORDER BY ordinal", [document_id])]
             vectors = np.ascontiguousarray(vectors, dtype="<f4")
             self.db["chunk_embeddings"].insert_all(
-                {"chunk_id": chunk_id, "vector": vector.tobytes()} for chunk_id, vector in zip(chunk_ids, vectors)
+                {"chunk_id": chunk_id, "vector": vector.tobytes()}
+                for chunk_id, vector in zip(chunk_ids, vectors)
             )
         self._writes += 1
         log.debug("indexed #%d %s: %d chunks", document_id, path, len(chunks))
@@ -284,7 +286,8 @@ class DocumentStore:
     def _delete(self, document_ids: Iterable[int]) -> None:
         for document_id in list(document_ids):
             self.db.execute(
-                "DELETE FROM chunk_embeddings WHERE chunk_id IN (SELECT id FROM chunks WHERE document_id = ?)",
+                "DELETE FROM chunk_embeddings "
+                "WHERE chunk_id IN (SELECT id FROM chunks WHERE document_id = ?)",
                 [document_id],
             )
             self.db.execute("DELETE FROM chunks WHERE document_id = ?", [document_id])
@@ -296,7 +299,7 @@ def _document(row: dict) -> Document:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _words(text: str) -> list[str]:

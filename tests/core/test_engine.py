@@ -114,6 +114,16 @@ def test_say_speaks_the_text_in_order_and_then_goes_on(model):
     session.step(silence)  # free running again
 
 
+def test_the_two_logit_shortcut_of_say_decides_like_the_full_logits(model):
+    silence = np.zeros(model.config.codec.frame_size, np.float32)
+    runs = []
+    for keep_debug in (False, True):  # keep_debug computes every logit; without it only PAD and the word
+        s = DuplexSession(model, SamplingSettings(seed=0, say_max_wait_frames=50), keep_debug=keep_debug)
+        s.say("some words")
+        runs.append([s.step(silence).model_token for _ in range(30)])
+    assert runs[0] == runs[1]
+
+
 def test_eager_settings_say_a_word_every_frame_and_shy_ones_wait(model):
     silence = np.zeros(model.config.codec.frame_size, np.float32)
     eager = DuplexSession(model, SamplingSettings(seed=0, pad_bias=-1e4))
@@ -128,7 +138,7 @@ def test_greedy_equals_top1_sampling_and_a_seed_reproduces_a_call(model):
     logits = torch.randn(model.config.backbone.vocab_size, generator=torch.Generator().manual_seed(0))
     greedy = DuplexSession(model, SamplingSettings(text_temperature=0))
     top1 = DuplexSession(model, SamplingSettings(text_temperature=1.5, text_top_k=1, seed=4))
-    assert greedy._choose_text(logits) == top1._choose_text(logits) == int(logits.argmax())
+    assert greedy._sample(logits) == top1._sample(logits) == int(logits.argmax())
 
     fs = model.config.codec.frame_size
     audio = np.random.default_rng(0).standard_normal((6, fs)).astype(np.float32) * 0.1

@@ -60,7 +60,8 @@ def test_chunks_know_their_page(count_tokens):
     chunks = chunk_text(text, count_tokens, ChunkingConfig(max_tokens=40, overlap_tokens=0), page_starts)
     fruit = {1: "apples", 2: "pears", 3: "plums"}
     for chunk in chunks:
-        assert fruit[chunk.page] in text[chunk.start : chunk.end].split(".")[0], "page = where the chunk starts"
+        first_sentence = text[chunk.start : chunk.end].split(".")[0]
+        assert fruit[chunk.page] in first_sentence, "page = the page where the chunk starts"
     assert {chunk.page for chunk in chunks} == {1, 2, 3}
     assert chunk_text("No pages here.", count_tokens)[0].page is None
 

@@ -30,6 +30,11 @@ def test_legacy_latin1_text_is_read_with_a_note():
     assert "not UTF-8" in result.notes[0]
 
 
+def test_text_in_no_known_encoding_is_refused():
+    with pytest.raises(ExtractionError, match="not valid UTF-8 .* offset 6"):
+        extract(Path("odd.txt"), b"plain \x81\x8d text")
+
+
 def test_binary_with_text_extension_is_refused():
     png_header = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
     with pytest.raises(ExtractionError, match="binary"):

@@ -46,7 +46,8 @@ def image_only_pdf(path: Path) -> Path:
     image.update({
         NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Image"),
         NameObject("/Width"): NumberObject(8), NameObject("/Height"): NumberObject(8),
-        NameObject("/ColorSpace"): NameObject("/DeviceGray"), NameObject("/BitsPerComponent"): NumberObject(8),
+        NameObject("/ColorSpace"): NameObject("/DeviceGray"),
+        NameObject("/BitsPerComponent"): NumberObject(8),
     })
     page[NameObject("/Resources")] = DictionaryObject({
         NameObject("/XObject"): DictionaryObject({NameObject("/Im1"): writer._add_object(image)}),
@@ -78,7 +79,8 @@ def test_every_format_is_indexed_with_its_chunks_and_vectors(ingestor, store):
     assert documents["travel_policy.pdf"].title == "Company Travel Policy"
     assert documents["sourdough.txt"].title == "sourdough.txt", "no metadata title: the file name"
     for document in documents.values():
-        (chunks,) = store.db.execute("SELECT COUNT(*) FROM chunks WHERE document_id = ?", [document.id]).fetchone()
+        (chunks,) = store.db.execute(
+            "SELECT COUNT(*) FROM chunks WHERE document_id = ?", [document.id]).fetchone()
         assert chunks == document.chunk_count > 0
         assert document.embedding_model == "all-MiniLM-L6-v2" and len(document.content_hash) == 64
     blobs = [blob for (blob,) in store.db.execute("SELECT vector FROM chunk_embeddings")]
