@@ -37,15 +37,18 @@ def voice_from_audio(model: MichiModel, wave: np.ndarray, transcript: str = "") 
 
 def run_chat(model: MichiModel, input_path: str, output_path: str, system: str | None = None,
              say: str | None = None, voice_path: str | None = None, transcript_path: str | None = None,
-             seed: int | None = None, settings: SamplingSettings | None = None) -> dict:
+             seed: int | None = None, settings: SamplingSettings | None = None, device: str = "cpu",
+             dtype: str | torch.dtype | None = torch.float32) -> dict:
     sr = model.config.codec.sample_rate
     fs = model.config.codec.frame_size
     user = pad_to_frames(load_audio(input_path, sr), fs)
     settings = settings or SamplingSettings()
     settings.seed = seed if seed is not None else settings.seed
-    session = DuplexSession(model, settings)
-    if voice_path:
-        session.set_voice(voice_from_audio(model, load_audio(voice_path, sr, max_seconds=60)))
+    session = DuplexSession(model, settings, device=device, dtype=dtype)
+    if voice_path:  # a recording's path, or a stored voice's id or name (`michi voices list`)
+        from .voices import resolve_voice  # voices builds on this module: import it only when used
+
+        session.set_voice(resolve_voice(model, voice_path))
     if system:
         session.prefill_text(system)
     if say:

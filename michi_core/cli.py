@@ -76,7 +76,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                                     flow_steps=args.flow_steps)
         transcript = run_chat(model, args.input, args.output, system=args.system, say=args.say,
                               voice_path=args.voice, transcript_path=args.transcript, seed=args.seed,
-                              settings=settings)
+                              settings=settings, device=args.device, dtype=args.dtype)
     except (AudioFileError, CheckpointError, FileNotFoundError) as error:
         raise SystemExit(f"michi chat: {error}") from None
     print(f"wrote {args.output}: {transcript['output_frames']} frames "
@@ -153,4 +153,7 @@ def add_core_commands(subparsers) -> None:
     p.add_argument("--temperature", type=float, default=0.7, help="text sampling temperature")
     p.add_argument("--pad-bias", type=float, default=0.0, help="> 0 speaks less eagerly, < 0 more")
     p.add_argument("--flow-steps", type=int, default=1, help="Euler steps of the speak head")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="backbone precision (auto: bf16 on CUDA and on CPUs with native bf16)")
     p.set_defaults(func=cmd_chat)

@@ -105,14 +105,44 @@ class _StreamState:
     pad_run: int = 0
 
 
+def fastest_dtype(device: torch.device) -> torch.dtype:
+    """The backbone precision a session runs at by default ("auto").
+
+    CUDA: bf16. CPU: bf16 only where the CPU computes it natively (AVX512-BF16 or AMX), where it
+    was measured ~1.6x faster than fp32 on the small preset's step with 100 % top-1 agreement
+    (KL 0.002) on real text; on AVX2-only CPUs bf16 is emulated and slower, so fp32.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return torch.float32
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
+
+
+def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    choices = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if name in (None, "auto"):
+        return fastest_dtype(device)
+    if name not in choices:
+        raise ValueError(f"unknown dtype {name!r}: use auto, fp32 or bf16")
+    return choices[name]
+
+
 class DuplexSession:
     def __init__(self, model: MichiModel, settings: SamplingSettings | None = None,
-                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 device: str | torch.device = "cpu", dtype: str | torch.dtype | None = torch.float32,
                  keep_debug: bool = False):
+        """`dtype` is the backbone's precision (the heads and codec stay fp32): fp32 by default,
+        "auto" for the fastest measured-safe choice on this device (see fastest_dtype)."""
         self.settings = settings or SamplingSettings()
         self.device = torch.device(device)
         self.dtype = torch.float32  # of everything but the backbone
-        self.backbone_dtype = dtype or torch.float32
+        self.backbone_dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
         self.model.backbone.to(self.backbone_dtype)
         self.config = model.config

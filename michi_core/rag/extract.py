@@ -166,8 +166,10 @@ class _HTMLText(HTMLParser):
     """Visible text of an HTML page, with line breaks where blocks end."""
 
     _SKIP = frozenset({"script", "style", "noscript", "template", "head", "svg"})
-    _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
-              "header", "footer", "blockquote", "pre", "table", "ul", "ol", "dd", "dt", "hr"})
+    _BLOCK = frozenset({
+        "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
+        "header", "footer", "blockquote", "pre", "table", "ul", "ol", "dd", "dt", "hr",
+    })
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

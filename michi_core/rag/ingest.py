@@ -37,7 +37,7 @@ class IngestProgress:
     file_index: int  # 0-based position in the batch
     file_count: int
     stage: str  # "reading", "chunking", "embedding" or "saving", in that order
-    fraction: float  # 0..1 through this file's embedding (0 in the other stages)
+    fraction: float  # 0..1: how much of this file is embedded (0 before, 1 when saving)
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class _Refused(Exception):
 
 
 class _Stopped(Exception):
-    pass
+    """should_stop() turned true before the file was saved."""
 
 
 def expand_paths(paths: Iterable[Path | str]) -> list[Path]:

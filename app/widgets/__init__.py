@@ -1,0 +1,1 @@
+"""Widgets of the Michi desktop app, one per file."""
