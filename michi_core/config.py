@@ -107,6 +107,16 @@ class BackboneConfig:
 
 
 @dataclass
+class AdapterConfig:
+    """LoRA on the backbone (joint/duplex stages): the shipped delta stays small, the text skills stay."""
+
+    rank: int = 0  # 0: no adapter
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
 class LossConfig:
     pad_weight: float = 0.5  # PAD is most text slots; down-weight it so words are learned
     text_weight: float = 1.0
@@ -123,6 +133,7 @@ class MichiConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
     # -- JSON round trip -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +153,7 @@ class MichiConfig:
             "flow": FlowConfig,
             "backbone": BackboneConfig,
             "loss": LossConfig,
+            "adapter": AdapterConfig,
         }
         kwargs: dict[str, Any] = {"preset": data.get("preset", "custom"), "format_version": version}
         for name, klass in parts.items():

@@ -54,6 +54,17 @@ class MichiBatch:
 
 
 @dataclass
+class TextBatch:
+    """Text-only rows (the joint stage mixes them in to keep the backbone's language ability)."""
+
+    tokens: torch.Tensor  # (b, L)
+    mask: torch.Tensor  # (b, L) bool: real tokens
+
+    def to(self, device: torch.device | str) -> TextBatch:
+        return TextBatch(self.tokens.to(device), self.mask.to(device))
+
+
+@dataclass
 class MichiLosses:
     total: torch.Tensor
     text: torch.Tensor  # CE of the model's text stream (PAD down-weighted)
@@ -101,12 +112,26 @@ class MichiModel(nn.Module):
         h = config.backbone.hidden_size
         d = config.codec.latent_dim
         self.backbone = backbone if backbone is not None else build_backbone(config.backbone, meta=meta)
+        if config.adapter.rank > 0:
+            self.add_adapter()
         with torch.device("meta" if meta else "cpu"):
             self.codec = Codec(config.codec)
             self.listen = ListenHead(config.listen, config.codec, h)
             self.flow = FlowHead(config.flow, d, cond_dim=h)
             self.audio_in = nn.Linear(d, h)  # A: the model's own previous latent into the backbone
         self._tokenizer: Tokenizer | None = None
+
+    def add_adapter(self) -> None:
+        """Inject LoRA layers (peft) into the backbone in place; the base weights are frozen."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        a = self.config.adapter
+        if any("lora_" in name for name, _ in self.backbone.named_parameters()):
+            return
+        lora = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=list(a.target_modules))
+        self.backbone = inject_adapter_in_model(lora, self.backbone)
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad = "lora_" in name
 
     # -- pieces --------------------------------------------------------------------------------------
     @property
@@ -165,7 +190,9 @@ class MichiModel(nn.Module):
         embeds = embeds.masked_scatter(batch.frame_mask[..., None], (embeds[batch.frame_mask] + frame_inputs))
         return embeds, user_embeds
 
-    def forward(self, batch: MichiBatch, generator: torch.Generator | None = None) -> MichiLosses:
+    def forward(self, batch: MichiBatch | TextBatch, generator: torch.Generator | None = None) -> MichiLosses:
+        if isinstance(batch, TextBatch):
+            return self._text_only_loss(batch)
         cfg = self.config.loss
         pad_id = self.tokenizer.pad_id
         embeds, user_embeds = self.sequence_embeds(batch)
@@ -185,6 +212,15 @@ class MichiModel(nn.Module):
         total = cfg.text_weight * text_loss + cfg.flow_weight * flow_loss + cfg.listen_weight * listen_loss
         return MichiLosses(total, text_loss, flow_loss, listen_loss)
 
+    def _text_only_loss(self, batch: TextBatch) -> MichiLosses:
+        """Next-token loss of the backbone alone on text rows."""
+        hidden, _ = self.run_backbone(self.embed_text(batch.tokens), attention_mask=batch.mask.long(), use_cache=False)
+        logits = self.text_logits(hidden[:, :-1])  # (b, L - 1, V)
+        targets = torch.where(batch.mask[:, 1:], batch.tokens[:, 1:], IGNORE)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
+        zero = loss.new_zeros(())
+        return MichiLosses(loss, loss, zero, zero)
+
     def _weighted_ce(self, logits: torch.Tensor, targets: torch.Tensor, pad_id: int) -> torch.Tensor:
         """Mean CE over counted targets, PAD targets weighted by config.loss.pad_weight."""
         counted = targets != IGNORE
@@ -197,8 +233,8 @@ class MichiModel(nn.Module):
     # -- checkpoints -------------------------------------------------------------------------------------
     def _saved_state(self, include_backbone: bool) -> dict[str, torch.Tensor]:
         state = self.state_dict()
-        if not include_backbone:
-            state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+        if not include_backbone:  # heads, codec and the LoRA delta (if any); the base comes from its source
+            state = {k: v for k, v in state.items() if not k.startswith("backbone.") or "lora_" in k}
         elif self.config.backbone.tie_embeddings:
             state.pop("backbone.lm_head.weight", None)  # tied: the same tensor as embed_tokens
         return {k: v.detach().contiguous() for k, v in state.items()}
@@ -230,7 +266,7 @@ class MichiModel(nn.Module):
             differing = _diff_keys(config.to_dict(), saved_config.to_dict())
             raise CheckpointError(f"checkpoint {directory} was made with a different config (differs in: {differing})")
         state = load_file(str(weights_path))
-        includes_backbone = any(k.startswith("backbone.") for k in state)
+        includes_backbone = any(k.startswith("backbone.") and "lora_" not in k for k in state)
         if includes_backbone:  # the file has the weights: build the shapes, skip loading the source
             backbone = build_backbone(dataclasses.replace(saved_config.backbone, source="random"))
         elif saved_config.backbone.source == "random" and backbone is None:

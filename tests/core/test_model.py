@@ -140,3 +140,35 @@ def test_small_checkpoints_leave_the_backbone_out(tmp_path, small_model):
     assert size_mb < 200
     loaded = MichiModel.from_pretrained(tmp_path / "small", backbone=small_model.backbone)
     assert torch.equal(loaded.flow.out_proj.weight, small_model.flow.out_proj.weight)
+
+
+def test_a_lora_adapter_trains_only_its_delta_and_round_trips(tmp_path):
+    config = tiny()
+    config.adapter = dataclasses.replace(config.adapter, rank=4)
+    torch.manual_seed(0)
+    model = MichiModel(config)
+    trainable = {n for n, p in model.backbone.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    base = model.text_embedding.weight.clone()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        loss = model(_batch(model))
+        opt.zero_grad()
+        loss.total.backward()
+        opt.step()
+    assert torch.equal(model.text_embedding.weight, base), "the base backbone moved"
+    lora_b = [p for n, p in model.backbone.named_parameters() if "lora_B" in n]
+    assert any(p.abs().sum() > 0 for p in lora_b), "LoRA did not learn"
+    # a checkpoint without the base backbone: heads + LoRA delta, the base given at load
+    model.save_pretrained(tmp_path / "ckpt", include_backbone=False)
+    saved = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    assert any("lora_" in k for k in saved) and not any(k.startswith("backbone.") and "lora_" not in k for k in saved)
+    torch.manual_seed(0)
+    fresh_base = MichiModel(tiny()).backbone  # the same random base, as a GGUF would give it
+    loaded = MichiModel.from_pretrained(tmp_path / "ckpt", backbone=fresh_base).eval()
+    model.eval()
+    batch = _batch(model)
+    with torch.no_grad():
+        a = model(batch, generator=torch.Generator().manual_seed(0))
+        b = loaded(batch, generator=torch.Generator().manual_seed(0))
+    assert a.as_dict() == pytest.approx(b.as_dict(), rel=1e-5)
