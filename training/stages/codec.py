@@ -36,7 +36,7 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 class CodecStageConfig(TrainConfig):
     out_dir: str = "runs/codec"
     preset: str = "small"  # whose CodecConfig to train
-    data: str = ""  # a folder of audio files (searched recursively) or a corpus manifest (.sqlite)
+    data: str = ""  # a corpus folder from `michi-train data` (or its manifest), or any folder of audio files
     valid_share: float = 0.05  # held-out share of files (by name, stable) when the data has no split
     crop_frames: int = 8  # frames per training crop (8 x 80 ms = 0.64 s)
     batch_size: int = 16
@@ -88,7 +88,7 @@ def find_audio(data: str) -> tuple[list[Path], list[Path]]:
     source = Path(data)
     if not data or not source.exists():
         raise SystemExit(f"--data {data!r}: give a folder of audio files or a corpus manifest")
-    if source.is_file():
+    if source.is_file() or (source / "manifest.sqlite3").is_file():
         from training.data.manifest import Manifest  # the corpus built by `michi-train data`
 
         manifest = Manifest(source)
