@@ -85,7 +85,8 @@ def format_transcript(turns: list[Turn]) -> str:
     for turn in turns:
         minutes, seconds = divmod(turn.start_s, 60)
         cut = " [interrupted]" if turn.interrupted else ""
-        lines.append(f"[{int(minutes):02d}:{seconds:04.1f}] {SPEAKER_LABELS[turn.speaker]}: {turn.text.strip()}{cut}")
+        speaker = SPEAKER_LABELS[turn.speaker]
+        lines.append(f"[{int(minutes):02d}:{seconds:04.1f}] {speaker}: {turn.text.strip()}{cut}")
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ packages=(
   fonts-dejavu-core                     # readable text in offscreen/Xvfb renders
   pulseaudio pulseaudio-utils libasound2-plugins   # virtual audio device for tests
   xvfb xauth                            # real X screen for screenshots
+  espeak-ng                             # real speech in voice tests (enrollment checks, imports)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,108 @@
+"""The live transcript: both sides of the call, the assistant's words shown as they are *heard*.
+
+The model writes a word into its text stream in the same step that produces the audio frame
+where the word starts, but that frame reaches the speaker only after the playback buffer ahead of
+it has drained. So every assistant piece carries the sample position on the played-samples clock
+at which its frame starts playing (`play_at`), and is revealed once the clock passes it. When the
+user interrupts, pieces not yet heard are dropped: the transcript then says what the user
+actually heard, and that is what gets saved.
+
+Written by the inference thread, read by the GUI thread: every method takes the lock, briefly.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from michi_core.conversations import ASSISTANT, USER, Turn
+
+
+@dataclass
+class _Piece:
+    text: str
+    frame_index: int
+    play_at: int  # played-samples clock position where the piece's frame starts; 0 for the user
+
+
+@dataclass
+class _Segment:
+    speaker: str
+    pieces: list[_Piece] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class Transcript:
+    def __init__(self, frame_seconds: float):
+        self.frame_seconds = frame_seconds
+        self._segments: list[_Segment] = []
+        self._lock = threading.Lock()
+        self.version = 0  # bumped on every change, so the view redraws only when something moved
+
+    def user_started_speaking(self) -> None:
+        """VAD heard the user start: whatever the assistant says next belongs to a new turn."""
+        with self._lock:
+            self._segment_for(USER)
+
+    def add_user_text(self, frame_index: int, text: str) -> None:
+        if text:
+            with self._lock:
+                self._segment_for(USER).pieces.append(_Piece(text, frame_index, 0))
+                self.version += 1
+
+    def add_assistant_text(self, frame_index: int, text: str, play_at: int) -> None:
+        if text:
+            with self._lock:
+                self._segment_for(ASSISTANT).pieces.append(_Piece(text, frame_index, play_at))
+                self.version += 1
+
+    def cut_unheard(self, played_samples: int) -> str:
+        """The user interrupted: forget what the assistant said but was not heard, and mark its
+        last turn as cut off. Returns the forgotten text."""
+        with self._lock:
+            dropped = []
+            for segment in self._segments:
+                if segment.speaker == ASSISTANT:
+                    dropped += [p.text for p in segment.pieces if p.play_at > played_samples]
+                    segment.pieces = [p for p in segment.pieces if p.play_at <= played_samples]
+            self._segments = [s for s in self._segments if s.pieces]
+            spoken = [s for s in self._segments if s.speaker == ASSISTANT]
+            if spoken:
+                spoken[-1].interrupted = True
+            self.version += 1
+            return "".join(dropped)
+
+    def turns(self, played_samples: int | None = None) -> list[Turn]:
+        """The turns as heard by `played_samples` (None: everything said so far, heard or not)."""
+        with self._lock:
+            turns = []
+            for segment in self._segments:
+                pieces = [p for p in segment.pieces
+                          if played_samples is None or segment.speaker == USER or p.play_at <= played_samples]
+                text = "".join(p.text for p in pieces).strip()
+                if not text:
+                    continue
+                turns.append(Turn(
+                    speaker=segment.speaker, text=text,
+                    start_s=pieces[0].frame_index * self.frame_seconds,
+                    end_s=(pieces[-1].frame_index + 1) * self.frame_seconds,
+                    interrupted=segment.interrupted,
+                ))
+            return turns
+
+    def pending_assistant_pieces(self, played_samples: int) -> int:
+        """How many assistant pieces are said but not yet heard (waiting in the playback buffer)."""
+        with self._lock:
+            return sum(1 for s in self._segments if s.speaker == ASSISTANT
+                       for p in s.pieces if p.play_at > played_samples)
+
+    def _segment_for(self, speaker: str) -> _Segment:
+        """The open turn of `speaker`: the last one if it is theirs and was not cut off, else a new one."""
+        last = self._segments[-1] if self._segments else None
+        if last is not None and last.speaker == speaker and not last.interrupted:
+            return last
+        if last is not None and not last.pieces:
+            self._segments.pop()  # a turn that never got a word (VAD heard a cough) leaves no trace
+            return self._segment_for(speaker)
+        self._segments.append(_Segment(speaker))
+        return self._segments[-1]

@@ -1,0 +1,72 @@
+"""The conversation transcript as chat bubbles: the user on the right, Michi on the left.
+
+It shows a list of `Turn`s (app/transcript.py decides which words have been heard); it re-renders
+only when the turns change, and follows the end of the conversation unless the user has
+scrolled up to read.
+"""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtWidgets import QTextBrowser, QWidget
+
+from app.theme import ASSISTANT_COLOR, USER_COLOR
+from michi_core.conversations import ASSISTANT, SPEAKER_LABELS, Turn
+
+EMPTY_HINT = ("Press <b>Start</b> and talk. Michi listens while it speaks, so you can interrupt "
+              "it at any moment, just like on a phone call.")
+
+
+class TranscriptView(QTextBrowser):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("transcript")
+        self.setOpenLinks(False)
+        self._turns: list[Turn] = []
+        self._render()
+
+    @property
+    def turns(self) -> list[Turn]:
+        return list(self._turns)
+
+    def text_of(self, speaker: str) -> str:
+        """All the words shown for one speaker (tests and accessibility read this)."""
+        return " ".join(turn.text for turn in self._turns if turn.speaker == speaker)
+
+    def set_turns(self, turns: list[Turn]) -> None:
+        if turns == self._turns:
+            return
+        self._turns = list(turns)
+        self._render()
+
+    def clear_turns(self) -> None:
+        self.set_turns([])
+
+    def _render(self) -> None:
+        scrollbar = self.verticalScrollBar()
+        following = scrollbar.value() >= scrollbar.maximum() - 8
+        if not self._turns:
+            self.setHtml(f"<p style='color:#8a8f98; margin:24px;'>{EMPTY_HINT}</p>")
+            return
+        self.setHtml("".join(self._bubble(turn) for turn in self._turns))
+        if following:
+            scrollbar.setValue(scrollbar.maximum())
+
+    @staticmethod
+    def _bubble(turn: Turn) -> str:
+        mine = turn.speaker != ASSISTANT
+        minutes, seconds = divmod(int(turn.start_s), 60)
+        cut = " · interrupted" if turn.interrupted else ""
+        name_color = USER_COLOR if mine else ASSISTANT_COLOR
+        background = "#203b3a" if mine else "#2a2d35"
+        return (
+            f"<table width='72%' align='{'right' if mine else 'left'}' cellpadding='9' cellspacing='0' "
+            f"style='margin-top: 4px; margin-bottom: 4px; background-color:{background};'>"
+            f"<tr><td style='color:#e8e9ed;'>"
+            f"<span style='font-size:small; font-weight:600; color:{name_color};'>"
+            f"{SPEAKER_LABELS[turn.speaker]}</span>"
+            f"<span style='font-size:small; color:#8a8f98;'>&nbsp;&nbsp;{minutes}:{seconds:02d}{cut}</span>"
+            "<br/>"
+            f"{html.escape(turn.text)}</td></tr></table>"
+        )

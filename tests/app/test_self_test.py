@@ -1,0 +1,51 @@
+"""`michi --self-test` as a user or CI runs it: a real process, its exit code and its summary."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import soundfile as sf
+
+from app.cli import main
+from app.self_test import synthetic_voice
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_michi(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_self_test_runs_a_wav_through_the_app_and_exits_0(tmp_path):
+    wav = tmp_path / "me.wav"
+    sf.write(wav, synthetic_voice(3.0, sample_rate=16_000), 16_000)  # any rate: the device resamples
+    result = run_michi("--self-test", "--preset", "tiny", "--input", str(wav), "--seconds", "2.5")
+    assert result.returncode == 0, f"self-test failed:\n{result.stdout}\n{result.stderr[-3000:]}"
+    lines = result.stdout.splitlines()
+    assert lines[0] == "michi self-test: OK"
+    frames = next(line for line in lines if "frames stepped:" in line)
+    assert int(frames.split(":")[1].split()[0]) >= 25, "2.5 s of input is ~31 frames of 80 ms"
+    assert any(line.strip().startswith("underruns:") for line in lines)
+    assert any("step p50 / p95:" in line for line in lines)
+    assert any("conversation saved:" in line for line in lines)
+
+
+def test_self_test_fails_with_a_clear_message_on_a_missing_input(tmp_path, capsys):
+    code = main(["--self-test", "--preset", "tiny", "--input", str(tmp_path / "nothing.wav")])
+    assert code != 0
+    assert "no such input file" in capsys.readouterr().out
+
+
+def test_core_commands_work_without_qt():
+    """`michi info` must not need PySide6 (servers, minimal CI images)."""
+    code = ("import sys; sys.modules['PySide6'] = None; from app.cli import main; "
+            "sys.exit(main(['info', '--preset', 'tiny']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Michi preset 'tiny'" in result.stdout
