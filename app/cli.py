@@ -1,4 +1,8 @@
-"""The `michi` command: the desktop app when run alone, plus subcommands (see `michi --help`)."""
+"""The `michi` command: the desktop app when run alone, plus subcommands (see `michi --help`).
+
+PySide6 is imported only when the app or its self-test runs, so `michi info`, `bench` and `chat`
+work where Qt is missing (servers, CI images without GL).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,30 @@ import logging
 import sys
 
 from michi_core.cli import add_core_commands
+from michi_core.config import PRESETS
+from michi_core.rag.cli import add_docs_parser
+from michi_core.voices_cli import add_voices_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="michi", description="Michi: a full-duplex voice assistant, local.")
+    parser = argparse.ArgumentParser(
+        prog="michi", description="Michi: a full-duplex voice assistant, local. Run alone, it opens the app.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    app = parser.add_argument_group("the app (when no command is given)")
+    app.add_argument("--preset", dest="app_preset", choices=sorted(PRESETS),
+                     help="run a preset (untrained heads) instead of the embedded model")
+    app.add_argument("--checkpoint", dest="app_checkpoint", help="run this checkpoint directory")
+    app.add_argument("--self-test", action="store_true",
+                     help="open the window offscreen, talk to the model through a WAV file, print a summary; "
+                          "exits non-zero on failure")
+    app.add_argument("--input", dest="self_test_input",
+                     help="the WAV file the self-test plays as the microphone (default: a synthetic voice)")
+    app.add_argument("--seconds", dest="self_test_seconds", type=float, default=4.0,
+                     help="how much of the input the self-test plays (default 4)")
     subparsers = parser.add_subparsers(dest="command")
     add_core_commands(subparsers)
+    add_docs_parser(subparsers)
+    add_voices_parser(subparsers)
     return parser
 
 
@@ -22,10 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    if args.command is None:
-        print("The Michi desktop app is not built yet; see `michi --help` for the commands.")
-        return 0
-    return args.func(args)
+    if args.command is not None:
+        return args.func(args)
+    if args.self_test:
+        from app.self_test import run_self_test
+
+        return run_self_test(input_path=args.self_test_input, preset_name=args.app_preset,
+                             checkpoint=args.app_checkpoint, seconds=args.self_test_seconds)
+    from app.main import run_app
+
+    return run_app(preset_name=args.app_preset, checkpoint=args.app_checkpoint)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ SETTLE_SECONDS = 1.0  # and this long after the forced text is spoken
 
 
 def voice_from_audio(model: MichiModel, wave: np.ndarray, transcript: str = "") -> VoicePrompt:
-    """Encode a 24 kHz recording into a voice prompt (codec posterior means)."""
+    """Encode a 24 kHz recording into a voice prompt (codec posterior means), on the codec's device."""
     fs = model.config.codec.frame_size
-    wave_t = torch.from_numpy(pad_to_frames(wave, fs))[None]
+    wave_t = torch.from_numpy(pad_to_frames(wave, fs))[None].to(next(model.codec.parameters()).device)
     with torch.inference_mode(), model.codec.offline():
         latents = model.codec.encode(wave_t).mean[0]
     return VoicePrompt(latents=latents, transcript=transcript)

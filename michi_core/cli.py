@@ -147,7 +147,8 @@ def add_core_commands(subparsers) -> None:
     p.add_argument("--preset", choices=presets, help="a preset instead of a checkpoint (untrained heads)")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--say", help="text the model must speak (causal TTS)")
-    p.add_argument("--voice", help="a recording of the voice to speak with (zero-shot cloning)")
+    p.add_argument("--voice", help="the voice to speak with (zero-shot cloning): a recording's path, or a "
+                                   "stored voice's id or name (`michi voices list`)")
     p.add_argument("--transcript", help="write a JSON transcript with frame times and step timings")
     p.add_argument("--seed", type=int)
     p.add_argument("--temperature", type=float, default=0.7, help="text sampling temperature")

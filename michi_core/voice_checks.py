@@ -123,7 +123,8 @@ def check_take(wave: np.ndarray, sample_rate: int, max_seconds: float = MAX_TAKE
         problems.append("the recording is silent — check that the right microphone is selected and not muted")
         return TakeReport(False, problems, metrics)
     if metrics["clipped_fraction"] > MAX_CLIPPED_FRACTION:
-        problems.append(f"clipping ({100 * metrics['clipped_fraction']:.1f} % of the samples hit full scale) — "
+        percent = 100 * metrics["clipped_fraction"]
+        problems.append(f"clipping ({percent:.1f} % of the samples hit full scale) — "
                         "move back from the microphone or turn its input gain down")
     if speech_s == 0.0:
         problems.append("no speech heard — the take must be someone speaking: read the sentence aloud "
@@ -132,8 +133,8 @@ def check_take(wave: np.ndarray, sample_rate: int, max_seconds: float = MAX_TAKE
         problems.append(f"too quiet (your voice at {speech_db:.0f} dBFS) — move closer to the microphone "
                         "or turn its input gain up")
     if metrics["snr_db"] < MIN_SNR_DB if speech_s else floor_db > MAX_NOISE_FLOOR_DBFS:
-        problems.append(f"too much background noise (noise floor {floor_db:.0f} dBFS) — move somewhere quieter, "
-                        "away from fans and traffic, and close to the microphone")
+        problems.append(f"too much background noise (noise floor {floor_db:.0f} dBFS) — move somewhere "
+                        "quieter, away from fans and traffic, and close to the microphone")
     # How much of the take is speech means little while the length, level or noise is wrong (they
     # hide words): those come first, and this only once they are fixed.
     if not problems and speech_s < MIN_SPEECH_S:
