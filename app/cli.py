@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if sys.stdout is None or sys.stderr is None:
+        # A windowed build (Windows .exe, macOS .app) has no console: print() and logging would
+        # fail on None. Their output goes to a log file in the user data dir instead, kept open
+        # (line-buffered) for the life of the process.
+        from michi_core.paths import data_dir
+
+        log_file = open(data_dir() / "michi.log", "a", encoding="utf-8", buffering=1)
+        sys.stdout = sys.stdout or log_file
+        sys.stderr = sys.stderr or log_file
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

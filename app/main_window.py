@@ -15,17 +15,22 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
     QProgressDialog,
+    QPushButton,
     QSplitter,
     QTabWidget,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -41,10 +46,10 @@ from app.widgets.latency_overlay import LatencyOverlay
 from app.widgets.level_meter import LevelMeter
 from app.widgets.settings_panel import SettingsPanel
 from app.widgets.transcript_view import TranscriptView
-from app.widgets.voices_placeholder import VoicesPlaceholder
+from app.widgets.voices_panel import VoicesPanel
 from app.worker import CallSetup, CallSummary, InferenceWorker, LiveUpdate
-from michi_core.conversations import ConversationStore
-from michi_core.model import load_model
+from michi_core.conversations import ConversationStore, SourceRef
+from michi_core.model import MichiModel, load_model
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,14 @@ def default_documents_panel() -> QWidget:
     from michi_core.rag import default_embedder
 
     return DocumentsPanel(None, default_embedder())
+
+
+def open_documents_for_call(store_path: Path | None, model: MichiModel):
+    """The live call's retrieval over the user's documents (runs in the inference thread)."""
+    from michi_core.rag import call_injector
+
+    return call_injector(lambda text: len(model.tokenizer.encode(text)), model.config.backbone.max_positions,
+                         store_path)
 
 
 class MainWindow(QMainWindow):
@@ -91,11 +104,14 @@ class MainWindow(QMainWindow):
         self.settings_panel.applied.connect(self.apply_preferences)
         self.settings_panel.reload_model_requested.connect(self.load_model)
         self.documents_panel = documents_panel_factory()
+        self.voices_panel = VoicesPanel(self._open_recorder, None, store_path)
+        self.voices_panel.set_chosen_voice(self.settings.value("voices/chosen", None, type=int))
+        self.voices_panel.voice_chosen.connect(self.choose_voice)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.conversation_tab, "Conversation")
         self.tabs.addTab(self.documents_panel, "Documents")
-        self.tabs.addTab(VoicesPlaceholder(), "Voices")
+        self.tabs.addTab(self.voices_panel, "Voices")
         self.tabs.addTab(self.settings_panel, "Settings")
         self.setCentralWidget(self.tabs)
 
@@ -142,9 +158,24 @@ class MainWindow(QMainWindow):
         column.addStretch(2)
 
         self.transcript_view = TranscriptView()
+        self.transcript_view.source_clicked.connect(self.show_source)
+        self.message_input = QLineEdit()
+        self.message_input.setPlaceholderText("Type a message into the call (Enter to send)…")
+        self.message_input.returnPressed.connect(self.send_message)
+        self.send_button = QPushButton("Send")
+        self.send_button.clicked.connect(self.send_message)
+        typing = QHBoxLayout()
+        typing.setContentsMargins(0, 6, 0, 0)
+        typing.addWidget(self.message_input, 1)
+        typing.addWidget(self.send_button)
+        talk = QWidget()
+        talk_column = QVBoxLayout(talk)
+        talk_column.setContentsMargins(0, 0, 0, 0)
+        talk_column.addWidget(self.transcript_view, 1)
+        talk_column.addLayout(typing)
         splitter = QSplitter()
         splitter.addWidget(sidebar)
-        splitter.addWidget(self.transcript_view)
+        splitter.addWidget(talk)
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
         self.conversation_tab = QWidget()
@@ -210,6 +241,7 @@ class MainWindow(QMainWindow):
             return
         request = self.load_request()
         self.loaded_model = None
+        self.voices_panel.set_model(None)
         self._set_state(CallState.LOADING)
         self.model_label.setText(f"Model: loading {request.describe()}…")
         self.progress_dialog = QProgressDialog("Loading the model…", "", 0, 0, self)
@@ -230,6 +262,7 @@ class MainWindow(QMainWindow):
         self.loaded_model = loaded
         self._show_model_status()
         self._set_state(CallState.READY)
+        self.voices_panel.set_model(loaded.model)
         self.statusBar().showMessage(f"Model ready in {loaded.seconds:.1f} s", 5000)
         self.model_ready.emit()
 
@@ -269,7 +302,9 @@ class MainWindow(QMainWindow):
         setup = CallSetup(model=loaded.model, model_name=loaded.name,
                           open_devices=functools.partial(open_call_devices, sounddevice, preferences),
                           sampling=preferences.sampling(), system_prompt=preferences.system_prompt,
-                          compute_device=loaded.compute_device, store_path=self.store_path)
+                          compute_device=loaded.compute_device, store_path=self.store_path,
+                          voice_id=self.voices_panel.chosen_voice_id,
+                          open_context=functools.partial(open_documents_for_call, self.store_path))
         self.worker = InferenceWorker(setup)
         self.worker.set_muted(self.control.muted)
         self.worker.call_started.connect(self._on_call_started)
@@ -278,6 +313,7 @@ class MainWindow(QMainWindow):
         self.worker.warning.connect(self.warning_label.setText)
         self.transcript_view.clear_turns()
         self.warning_label.clear()
+        self.voices_panel.set_call_active(True)
         self._set_state(CallState.STARTING)
         start_in_thread(self.worker, self.worker.start, "michi-inference")
 
@@ -299,6 +335,7 @@ class MainWindow(QMainWindow):
 
     def _on_call_ended(self, summary: CallSummary) -> None:
         self.worker = None
+        self.voices_panel.set_call_active(False)
         if summary.final is not None:
             self._show(summary.final)  # the last words heard
         self.last_summary = summary
@@ -338,6 +375,71 @@ class MainWindow(QMainWindow):
         else:
             self.activity.setText("Listening")
         self.warning_label.setText(update.warning or "")
+
+    # -- typed messages, sources, voices ------------------------------------------------------------
+    def send_message(self) -> None:
+        """Send the typed text into the live call (it joins the model's context before the next frame)."""
+        text = self.message_input.text().strip()
+        if not text:
+            return
+        if self.worker is None or self.control.state is not CallState.LIVE or not self.worker.send_text(text):
+            self.statusBar().showMessage("Start a conversation to send a message", 5000)
+            return
+        self.message_input.clear()
+
+    def show_source(self, source: SourceRef) -> QDialog:
+        """The passage a turn was answered from, where it sits in its document, and a way to open it."""
+        dialog = QDialog(self)
+        dialog.setWindowTitle(f"Source: {source.label}")
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        where = f"page {source.page}" if source.page else f"characters {source.char_start}–{source.char_end}"
+        header = QLabel(f"<b>{source.title}</b><br/><span style='color:#8a8f98'>{source.path} · {where}</span>")
+        header.setWordWrap(True)
+        passage = QTextBrowser()
+        passage.setPlainText(source.text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        open_button = buttons.addButton("Open the document", QDialogButtonBox.ButtonRole.ActionRole)
+        open_button.setEnabled(Path(source.path).exists())
+        open_button.clicked.connect(lambda: self.open_source_file(source))
+        buttons.rejected.connect(dialog.reject)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(header)
+        layout.addWidget(passage, 1)
+        layout.addWidget(buttons)
+        dialog.resize(560, 360)
+        dialog.open()
+        self.source_dialog = dialog
+        return dialog
+
+    @staticmethod
+    def source_url(source: SourceRef) -> QUrl:
+        url = QUrl.fromLocalFile(source.path)
+        if source.page:
+            url.setFragment(f"page={source.page}")  # PDF viewers (and browsers) open at that page
+        return url
+
+    def open_source_file(self, source: SourceRef) -> None:
+        if not QDesktopServices.openUrl(self.source_url(source)):
+            self.statusBar().showMessage(f"No application could open {source.path}", 6000)
+
+    def choose_voice(self, voice_id: int | None) -> None:
+        """The Voices panel chose Michi's voice: remember it; a live call switches at once."""
+        if voice_id is None:
+            self.settings.remove("voices/chosen")
+        else:
+            self.settings.setValue("voices/chosen", voice_id)
+        if voice_id is not None and self.worker is not None and self.control.state is CallState.LIVE:
+            if self.worker.set_voice(voice_id):
+                self.statusBar().showMessage("Michi switches to the new voice now", 5000)
+
+    def _open_recorder(self):
+        """An audio device for enrollment and previews, with the devices chosen in Settings."""
+        from app.audio.stream import AudioIO
+        from app.widgets.enrollment_dialog import AudioPortRecorder
+
+        prefs = self.preferences
+        return AudioPortRecorder(AudioIO(sd=self._sounddevice_module(), input_device=prefs.input_device or None,
+                                         output_device=prefs.output_device or None))
 
     # -- preferences --------------------------------------------------------------------------------
     def apply_preferences(self, preferences: Preferences) -> None:
@@ -414,6 +516,7 @@ class MainWindow(QMainWindow):
     # -- status -----------------------------------------------------------------------------------
     def _set_state(self, state: CallState) -> None:
         self.control.set_state(state)
+        self.send_button.setEnabled(state is CallState.LIVE)
         self.state_label.setText(f"● {state.value.capitalize()}")
 
     def _show_model_status(self, failed: bool = False) -> None:
@@ -448,9 +551,10 @@ class MainWindow(QMainWindow):
         self.poll_timer.stop()
         if self.worker is not None:
             self.worker.stop()
-        shutdown = getattr(self.documents_panel, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        for panel in (self.documents_panel, self.voices_panel):
+            shutdown = getattr(panel, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/overlay", self.overlay_action.isChecked())
         self.settings.sync()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from michi_core.conversations import ASSISTANT, USER, Turn
+from michi_core.conversations import ASSISTANT, USER, SourceRef, Turn
 
 
 @dataclass
@@ -30,6 +30,8 @@ class _Segment:
     speaker: str
     pieces: list[_Piece] = field(default_factory=list)
     interrupted: bool = False
+    typed: bool = False
+    sources: list[SourceRef] = field(default_factory=list)
 
 
 class Transcript:
@@ -49,6 +51,30 @@ class Transcript:
             with self._lock:
                 self._segment_for(USER).pieces.append(_Piece(text, frame_index, 0))
                 self.version += 1
+
+    def add_typed_message(self, frame_index: int, text: str) -> None:
+        """The user typed `text` into the call: a turn of its own, marked as typed."""
+        if text.strip():
+            with self._lock:
+                self._segments.append(_Segment(USER, [_Piece(text.strip(), frame_index, 0)], typed=True))
+                self.version += 1
+
+    def user_text_since(self, frame_index: int) -> str:
+        """What the listen head wrote for the user from `frame_index` on (one utterance's words)."""
+        with self._lock:
+            return "".join(p.text for s in self._segments if s.speaker == USER and not s.typed
+                           for p in s.pieces if p.frame_index >= frame_index).strip()
+
+    def attach_sources(self, sources: list[SourceRef]) -> None:
+        """Passages injected for the user's latest turn (shown under it, saved with it)."""
+        if not sources:
+            return
+        with self._lock:
+            for segment in reversed(self._segments):
+                if segment.speaker == USER:
+                    segment.sources.extend(sources)
+                    self.version += 1
+                    return
 
     def add_assistant_text(self, frame_index: int, text: str, play_at: int) -> None:
         if text:
@@ -86,7 +112,7 @@ class Transcript:
                     speaker=segment.speaker, text=text,
                     start_s=pieces[0].frame_index * self.frame_seconds,
                     end_s=(pieces[-1].frame_index + 1) * self.frame_seconds,
-                    interrupted=segment.interrupted,
+                    interrupted=segment.interrupted, typed=segment.typed, sources=tuple(segment.sources),
                 ))
             return turns
 
@@ -99,7 +125,7 @@ class Transcript:
     def _segment_for(self, speaker: str) -> _Segment:
         """The open turn of `speaker`: the last one if it is theirs and was not cut off, else a new one."""
         last = self._segments[-1] if self._segments else None
-        if last is not None and last.speaker == speaker and not last.interrupted:
+        if last is not None and last.speaker == speaker and not last.interrupted and not last.typed:
             return last
         if last is not None and not last.pieces:
             self._segments.pop()  # a turn that never got a word (VAD heard a cough) leaves no trace

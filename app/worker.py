@@ -34,9 +34,10 @@ from app.audio_port import AudioPort, EchoCanceller, SpeechEvents, VoiceActivity
 from app.call_devices import CallDevices
 from app.latency import LatencyMonitor, LatencySnapshot, VoicedFrame, percentile
 from app.transcript import Transcript
-from michi_core.conversations import ConversationStore, Turn
+from michi_core.conversations import ConversationStore, SourceRef, Turn
 from michi_core.engine import DuplexSession, SamplingSettings
 from michi_core.model import MichiModel
+from michi_core.rag.injector import ContextInjector
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,10 @@ class CallSetup:
     compute_device: str = "cpu"
     store_path: Path | None = None  # None: Michi's database
     save: bool = True
+    voice_id: int | None = None  # a stored voice to speak with (None: the model's own voice)
+    # Builds the call's document retrieval in the worker thread (SQLite connections belong to the
+    # thread that opens them); None or returning None: the call consults no documents.
+    open_context: Callable[[MichiModel], ContextInjector | None] | None = None
 
 
 def rms(samples: np.ndarray) -> float:
@@ -104,8 +109,10 @@ class ConversationLoop:
     """One call's per-frame logic; `step_once` runs in the worker thread, `snapshot` in the GUI's."""
 
     def __init__(self, session: DuplexSession, audio: AudioPort, vad: VoiceActivityDetector,
-                 echo_canceller: EchoCanceller):
+                 echo_canceller: EchoCanceller, injector: ContextInjector | None = None):
         self.session = session
+        self.injector = injector  # RAG: passages for each finished utterance or typed message
+        self.injections = 0  # how many times passages went into the context
         self.audio = audio
         self.vad = vad
         self.echo_canceller = echo_canceller
@@ -133,6 +140,21 @@ class ConversationLoop:
         self._recording_full = False
         self._stats = audio.stats()
         self._stats_at = time.monotonic()
+        self._utterance_start_frame = 0  # where the user's current utterance began (listen-head text)
+        # Work the GUI thread hands over, run in this thread between two frames (the session and
+        # the SQLite connections live here): typed messages, a voice change. deque ops are atomic.
+        self._between_frames: deque[Callable[[], None]] = deque()
+
+    # -- called from the GUI thread ----------------------------------------------------------------
+    def send_text(self, text: str) -> None:
+        """A typed message into the live call: it goes into the model's context before the next
+        frame, with the passages the user's documents have for it (mixed text/audio prompting)."""
+        text = text.strip()
+        if text:
+            self._between_frames.append(lambda: self._receive_typed(text))
+
+    def run_between_frames(self, task: Callable[[], None]) -> None:
+        self._between_frames.append(task)
 
     # -- the frame -------------------------------------------------------------------------------
     def step_once(self) -> bool:
@@ -149,6 +171,8 @@ class ConversationLoop:
                 raise AudioDeviceFailure(f"no audio from the microphone for {STALL_SECONDS:.0f} s")
             return False
         self._last_audio_at = now
+        while self._between_frames:
+            self._between_frames.popleft()()
         # The end of this frame reached the mic before everything still waiting behind it.
         captured_at = now - self.audio.mic_backlog_samples / self.sample_rate
         heard = self.echo_canceller.process(mic, self.audio.played_reference(self.frame_size))
@@ -196,8 +220,33 @@ class ConversationLoop:
         self._queue_end = play_at + len(samples)
         return play_at
 
+    def _receive_typed(self, text: str) -> None:
+        self.transcript.add_typed_message(self._frames_fed, text)
+        self._inject(text)
+        self.session.prefill_text(text)
+
+    def _inject(self, query: str) -> None:
+        """Put the passages the user's documents have for `query` into the model's context."""
+        if self.injector is None or not query:
+            return
+        try:
+            injection = self.injector.inject(query)
+        except Exception as failure:  # noqa: BLE001 — a broken index must not end the call
+            log.exception("document retrieval failed")
+            self.set_warning(f"Searching your documents failed ({failure}); answering without them.")
+            return
+        if not injection.text:
+            return
+        self.session.prefill_text(injection.text)
+        self.injections += 1
+        self.transcript.attach_sources([
+            SourceRef(title=p.title, path=p.path, text=p.text, page=p.page, char_start=p.char_start,
+                      char_end=p.char_end) for p in injection.passages])
+        log.info("injected %d passage(s) for %r", len(injection.passages), query[:60])
+
     def _handle_speech_events(self, events: SpeechEvents) -> None:
         if events.started:
+            self._utterance_start_frame = self._frames_fed
             self.user_speaking = True
             if self.assistant_speaking():
                 self.interrupt()
@@ -209,6 +258,8 @@ class ConversationLoop:
             ended = self.vad.speech_ended_at if self.vad.speech_ended_at is not None else fed
             self.latency.speech_ended(self._wall_time_of(ended), after_frame=ended // self.frame_size,
                                       recent=list(self._recent_voiced))
+            # The utterance is over: before the model answers, give it what the documents say.
+            self._inject(self.transcript.user_text_since(self._utterance_start_frame))
 
     def _wall_time_of(self, position: int) -> float:
         """When the sample at `position` (the VAD's timeline) reached the mic: dated from the
@@ -318,6 +369,7 @@ class InferenceWorker(QObject):
         self.audio: AudioPort | None = None
         self._stop_requested = threading.Event()
         self._muted = False
+        self._injector: ContextInjector | None = None
 
     # -- called from the GUI thread -----------------------------------------------------------------
     def stop(self) -> None:
@@ -333,6 +385,33 @@ class InferenceWorker(QObject):
         loop = self.loop
         return loop.snapshot() if loop is not None else None
 
+    def send_text(self, text: str) -> bool:
+        """Type a message into the live call; False when no call is running."""
+        loop = self.loop
+        if loop is None:
+            return False
+        loop.send_text(text)
+        return True
+
+    def set_voice(self, voice_id: int) -> bool:
+        """Switch the live call to a stored voice (from the next frame); False when no call runs."""
+        loop = self.loop
+        if loop is None:
+            return False
+        loop.run_between_frames(lambda: self._apply_voice(loop.session, voice_id))
+        return True
+
+    def _apply_voice(self, session: DuplexSession, voice_id: int) -> None:
+        """In the worker thread: encode (or reuse) the voice for this model and prompt the session."""
+        from michi_core.voices import VoiceStore
+
+        try:
+            with VoiceStore(self.setup.store_path) as store:
+                session.set_voice(store.prompt_for(voice_id, self.setup.model))
+        except Exception as failure:  # noqa: BLE001 — a deleted or broken voice keeps the current one
+            log.exception("the voice could not be applied")
+            self.warning.emit(f"The chosen voice could not be used ({failure}); Michi keeps its voice.")
+
     # -- the worker thread ---------------------------------------------------------------------------
     def start(self) -> None:
         """Runs in the worker thread (connected to QThread.started) until stop()."""
@@ -344,7 +423,10 @@ class InferenceWorker(QObject):
             session = DuplexSession(setup.model, setup.sampling, device=setup.compute_device)
             if setup.system_prompt:
                 session.prefill_text(setup.system_prompt)
-            loop = ConversationLoop(session, devices.audio, devices.vad, devices.echo_canceller)
+            if setup.voice_id is not None:
+                self._apply_voice(session, setup.voice_id)
+            injector = self._injector = self._open_context()
+            loop = ConversationLoop(session, devices.audio, devices.vad, devices.echo_canceller, injector)
             loop.muted = self._muted
             loop.set_warning(devices.notice)
             self.loop = loop  # before start(): the error hook reports through it
@@ -358,6 +440,17 @@ class InferenceWorker(QObject):
         if devices.notice:
             self.warning.emit(devices.notice)
         self._finish(loop, started_at, self._run(loop))
+
+    def _open_context(self) -> ContextInjector | None:
+        """The call's document retrieval; a failure costs the documents, not the call."""
+        if self.setup.open_context is None:
+            return None
+        try:
+            return self.setup.open_context(self.setup.model)
+        except Exception as failure:  # noqa: BLE001
+            log.exception("document retrieval could not start")
+            self.warning.emit(f"Your documents cannot be consulted in this call ({failure}).")
+            return None
 
     def _run(self, loop: ConversationLoop) -> str | None:
         """Spin the loop until stop(); returns why the call ended early, if it did."""
@@ -401,6 +494,11 @@ class InferenceWorker(QObject):
                 self.audio.stop()
             except Exception:  # noqa: BLE001 — stopping a broken device may fail too; the call is over anyway
                 log.exception("stopping the audio stream failed")
+        if self._injector is not None:
+            close = getattr(self._injector.retriever.store, "close", None)
+            if close is not None:
+                close()
+            self._injector = None
         conversation_id = self._save(loop, started_at) if loop is not None and self.setup.save else None
         summary = self._summary(loop, conversation_id, error)
         # The summary carries the last state: drop the session (KV cache), the recording and the

@@ -12,8 +12,9 @@ A store object belongs to the thread that opened it (sqlite3's rule).
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,22 @@ USER, ASSISTANT = "user", "assistant"  # the speakers of a turn
 SPEAKER_LABELS = {USER: "You", ASSISTANT: "Michi"}
 
 
+@dataclass(frozen=True)
+class SourceRef:
+    """A document passage put into the model's context for a turn (RAG), enough to open it again."""
+
+    title: str
+    path: str
+    text: str  # the passage as injected
+    page: int | None = None  # 1-based, PDFs only
+    char_start: int = 0  # offsets into the document's extracted text
+    char_end: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.title}, p. {self.page}" if self.page else self.title
+
+
 @dataclass
 class Turn:
     speaker: str  # USER or ASSISTANT
@@ -33,6 +50,8 @@ class Turn:
     start_s: float  # seconds from the start of the conversation (model time: frame index × 80 ms)
     end_s: float
     interrupted: bool = False  # the assistant was cut off by the user: `text` is what was heard
+    typed: bool = False  # the user typed this turn into the call instead of saying it
+    sources: tuple[SourceRef, ...] = ()  # passages retrieved for this (user) turn and injected
 
 
 @dataclass
@@ -85,8 +104,10 @@ def format_transcript(turns: list[Turn]) -> str:
     for turn in turns:
         minutes, seconds = divmod(turn.start_s, 60)
         cut = " [interrupted]" if turn.interrupted else ""
+        typed = " (typed)" if turn.typed else ""
         speaker = SPEAKER_LABELS[turn.speaker]
-        lines.append(f"[{int(minutes):02d}:{seconds:04.1f}] {speaker}: {turn.text.strip()}{cut}")
+        lines.append(f"[{int(minutes):02d}:{seconds:04.1f}] {speaker}{typed}: {turn.text.strip()}{cut}")
+        lines += [f"    source: {source.label} ({source.path})" for source in turn.sources]
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +155,11 @@ class ConversationStore:
                     interrupted INTEGER NOT NULL
                 )""")
             self.db["conversation_turns"].create_index(["conversation_id", "position"], if_not_exists=True)
+            columns = self.db["conversation_turns"].columns_dict  # databases from before these columns
+            if "typed" not in columns:
+                self.db.execute("ALTER TABLE conversation_turns ADD COLUMN typed INTEGER NOT NULL DEFAULT 0")
+            if "sources" not in columns:
+                self.db.execute("ALTER TABLE conversation_turns ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'")
 
     def save(self, *, started_at: str, ended_at: str, model: str, sample_rate: int,
              user_audio: np.ndarray, assistant_audio: np.ndarray, turns: list[Turn]) -> int:
@@ -154,7 +180,8 @@ class ConversationStore:
             self.db["conversation_turns"].insert_all(
                 {"conversation_id": conversation_id, "position": position, "speaker": turn.speaker,
                  "text": turn.text, "start_s": turn.start_s, "end_s": turn.end_s,
-                 "interrupted": int(turn.interrupted)}
+                 "interrupted": int(turn.interrupted), "typed": int(turn.typed),
+                 "sources": json.dumps([asdict(source) for source in turn.sources])}
                 for position, turn in enumerate(turns)
             )
         return conversation_id
@@ -176,9 +203,10 @@ class ConversationStore:
         if row is None:
             raise KeyError(f"no conversation #{conversation_id}")
         turns = [
-            Turn(speaker, text, start_s, end_s, bool(interrupted))
-            for speaker, text, start_s, end_s, interrupted in self.db.execute(
-                "SELECT speaker, text, start_s, end_s, interrupted FROM conversation_turns "
+            Turn(speaker, text, start_s, end_s, bool(interrupted), bool(typed),
+                 tuple(SourceRef(**source) for source in json.loads(sources)))
+            for speaker, text, start_s, end_s, interrupted, typed, sources in self.db.execute(
+                "SELECT speaker, text, start_s, end_s, interrupted, typed, sources FROM conversation_turns "
                 "WHERE conversation_id = ? ORDER BY position", [conversation_id]
             ).fetchall()
         ]

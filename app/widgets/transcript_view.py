@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 
+from PySide6.QtCore import QUrl, Signal
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from app.theme import ASSISTANT_COLOR, USER_COLOR
@@ -18,13 +19,31 @@ EMPTY_HINT = ("Press <b>Start</b> and talk. Michi listens while it speaks, so yo
               "it at any moment, just like on a phone call.")
 
 
+SOURCE_SCHEME = "michi-source"  # links under a turn: michi-source:<turn>/<source>
+
+
 class TranscriptView(QTextBrowser):
+    source_clicked = Signal(object)  # the SourceRef of a passage a turn was answered from
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("transcript")
         self.setOpenLinks(False)
+        self.anchorClicked.connect(self._on_anchor)
         self._turns: list[Turn] = []
         self._render()
+
+    def _on_anchor(self, url: QUrl) -> None:
+        if url.scheme() != SOURCE_SCHEME:
+            return
+        try:
+            turn, source = (int(part) for part in url.path().split("/"))
+            self.source_clicked.emit(self._turns[turn].sources[source])
+        except (ValueError, IndexError):  # a stale link from before the turns changed
+            return
+
+    def source_link(self, turn: int, source: int) -> QUrl:
+        return QUrl(f"{SOURCE_SCHEME}:{turn}/{source}")
 
     @property
     def turns(self) -> list[Turn]:
@@ -49,15 +68,20 @@ class TranscriptView(QTextBrowser):
         if not self._turns:
             self.setHtml(f"<p style='color:#8a8f98; margin:24px;'>{EMPTY_HINT}</p>")
             return
-        self.setHtml("".join(self._bubble(turn) for turn in self._turns))
+        self.setHtml("".join(self._bubble(i, turn) for i, turn in enumerate(self._turns)))
         if following:
             scrollbar.setValue(scrollbar.maximum())
 
     @staticmethod
-    def _bubble(turn: Turn) -> str:
+    def _bubble(index: int, turn: Turn) -> str:
         mine = turn.speaker != ASSISTANT
         minutes, seconds = divmod(int(turn.start_s), 60)
         cut = " · interrupted" if turn.interrupted else ""
+        cut += " · typed" if turn.typed else ""
+        sources = "".join(
+            f"<br/><span style='font-size:small; color:#8a8f98;'>Source: <a style='color:#8fb8ff;' "
+            f"href='{SOURCE_SCHEME}:{index}/{k}'>{html.escape(source.label)}</a></span>"
+            for k, source in enumerate(turn.sources))
         name_color = USER_COLOR if mine else ASSISTANT_COLOR
         background = "#203b3a" if mine else "#2a2d35"
         return (
@@ -68,5 +92,5 @@ class TranscriptView(QTextBrowser):
             f"{SPEAKER_LABELS[turn.speaker]}</span>"
             f"<span style='font-size:small; color:#8a8f98;'>&nbsp;&nbsp;{minutes}:{seconds:02d}{cut}</span>"
             "<br/>"
-            f"{html.escape(turn.text)}</td></tr></table>"
+            f"{html.escape(turn.text)}{sources}</td></tr></table>"
         )

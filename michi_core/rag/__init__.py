@@ -10,12 +10,13 @@ from .chunking import ChunkingConfig
 from .embedder import Embedder, MiniLMEmbedder, default_embedder
 from .extract import SUPPORTED_SUFFIXES, ExtractionError
 from .ingest import MAX_FILE_BYTES, Ingestor, IngestProgress, IngestResult, expand_paths
-from .injector import ContextInjector, Injection
+from .injector import ContextInjector, Injection, call_injector
 from .retrieval import Passage, Retriever
 from .store import Document, DocumentStore, DuplicateDocument
 
 __all__ = [
     "ChunkingConfig", "ContextInjector", "Document", "DocumentStore", "DuplicateDocument", "Embedder",
     "ExtractionError", "IngestProgress", "IngestResult", "Ingestor", "Injection", "MAX_FILE_BYTES",
-    "MiniLMEmbedder", "Passage", "Retriever", "SUPPORTED_SUFFIXES", "default_embedder", "expand_paths",
+    "MiniLMEmbedder", "Passage", "Retriever", "SUPPORTED_SUFFIXES", "call_injector", "default_embedder",
+    "expand_paths",
 ]

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from .embedder import Embedder
 from .retrieval import Passage, Retriever
+from .store import DocumentStore
 
 HEADER = "From the user's documents:"
 
@@ -76,3 +79,21 @@ class ContextInjector:
 
 def _cite(passage: Passage) -> str:
     return f"[{passage.title}, p. {passage.page}]" if passage.page else f"[{passage.title}]"
+
+
+def call_injector(count_tokens: Callable[[str], int], max_positions: int, store_path: Path | None = None,
+                  embedder: Embedder | None = None, budget_tokens: int = 256) -> ContextInjector:
+    """The injector of one live call: Michi's documents, a budget in backbone tokens (at most a
+    quarter of the context window, so passages never crowd out the conversation itself).
+
+    Opens its own store: call it in the thread that will search (SQLite's rule); the caller
+    closes `injector.retriever.store` when the call ends. An empty store costs nothing: the
+    embedding model loads only when there is something to compare with.
+    """
+    if embedder is None:
+        from .embedder import default_embedder
+
+        embedder = default_embedder()
+    store = DocumentStore(store_path)
+    return ContextInjector(Retriever(store, embedder), budget=min(budget_tokens, max_positions // 4),
+                           measure=count_tokens)

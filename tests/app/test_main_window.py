@@ -10,7 +10,7 @@ import pytest
 from app_fixtures import end_every_call
 from fake_sounddevice import FakeSoundDevice, tone
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QTextBrowser
 
 from app.main_window import MainWindow, default_documents_panel
 from app.model_loader import LoadRequest
@@ -18,7 +18,8 @@ from app.threads import running_threads
 from app.widgets.conversation_control import CallState
 from app.widgets.level_meter import FLOOR_DB
 from michi_core.config import tiny
-from michi_core.conversations import ConversationStore
+from app.widgets.voices_panel import VoicesPanel
+from michi_core.conversations import USER, ConversationStore, SourceRef, Turn
 from michi_core.model import MichiModel
 
 FRAME_S = 0.08
@@ -192,8 +193,66 @@ def test_documents_and_voices_tabs_have_their_panels(qtbot, make_window):
     titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
     assert titles == ["Conversation", "Documents", "Voices", "Settings"]
     assert isinstance(window.documents_panel, DocumentsPanel)
+    assert isinstance(window.voices_panel, VoicesPanel) and window.tabs.widget(2) is window.voices_panel
     window.close()
     qtbot.wait_until(lambda: not _retiring, timeout=20_000)
+
+
+def test_a_typed_message_joins_the_live_call_and_shows_as_typed(qtbot, make_window):
+    window = make_window()
+    wait_ready(qtbot, window)
+    assert not window.send_button.isEnabled(), "no call, nothing to send to"
+    start_call(qtbot, window, frames=3)
+    assert window.send_button.isEnabled()
+    qtbot.keyClicks(window.message_input, "What is on my calendar?")
+    qtbot.keyClick(window.message_input, Qt.Key.Key_Return)
+    assert window.message_input.text() == "", "sent: the box empties"
+    qtbot.wait_until(lambda: any(t.typed for t in window.transcript_view.turns), timeout=10_000)
+    [typed] = [t for t in window.transcript_view.turns if t.typed]
+    assert typed.text == "What is on my calendar?"
+    assert "typed" in window.transcript_view.toPlainText()
+    stop_call(qtbot, window)
+
+
+def test_a_source_link_opens_the_passage_where_it_sits(qtbot, make_window, tmp_path):
+    window = make_window(load_request=None, load_on_start=False)
+    document = tmp_path / "guide.pdf"
+    document.write_bytes(b"%PDF-1.4")
+    source = SourceRef(title="Guide", path=str(document), text="Turn the valve twice.", page=3,
+                       char_start=120, char_end=141)
+    window.transcript_view.set_turns([Turn(USER, "how do I open it", 0.0, 1.0, sources=(source,))])
+    assert "Guide, p. 3" in window.transcript_view.toPlainText()
+    with qtbot.wait_signal(window.transcript_view.source_clicked) as clicked:
+        window.transcript_view.anchorClicked.emit(window.transcript_view.source_link(0, 0))
+    assert clicked.args[0] == source
+    dialog = window.source_dialog
+    assert dialog.isVisible() and "Turn the valve twice." in dialog.findChild(QTextBrowser).toPlainText()
+    url = window.source_url(source)
+    assert url.isLocalFile() and url.toLocalFile() == str(document) and url.fragment() == "page=3"
+    dialog.close()
+
+
+def test_the_chosen_voice_is_remembered_and_given_to_the_next_call(qtbot, make_window, tmp_path):
+    from michi_core.voices import VoiceStore
+
+    settings = QSettings(str(tmp_path / "voices.ini"), QSettings.Format.IniFormat)
+    rate = 24000
+    t = np.arange(3 * rate) / rate
+    wave = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2).astype(np.float32)
+    with VoiceStore(tmp_path / "michi.sqlite3") as store:
+        voice = store.add("Grace", wave, rate, transcript="hello there")
+    window = make_window(settings=settings)
+    wait_ready(qtbot, window)
+    window.voices_panel.choose(voice.id)
+    assert settings.value("voices/chosen", type=int) == voice.id
+    start_call(qtbot, window, frames=2)
+    assert window.worker.setup.voice_id == voice.id
+    stop_call(qtbot, window)
+    window.close()
+
+    again = make_window(settings=QSettings(str(tmp_path / "voices.ini"), QSettings.Format.IniFormat),
+                        load_request=None, load_on_start=False)
+    assert again.voices_panel.chosen_voice_id == voice.id
 
 
 def test_settings_and_overlay_persist_across_restarts(qtbot, make_window, tmp_path):
