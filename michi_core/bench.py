@@ -40,6 +40,8 @@ def machine_info(device: torch.device) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
+    if hasattr(os, "getloadavg"):  # other work on the machine skews CPU timings: say how busy it was
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
     try:
         with open("/proc/cpuinfo") as f:
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]

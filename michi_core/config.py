@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+
 class CheckpointError(ValueError):
     """A checkpoint that does not fit this code or this config."""
 

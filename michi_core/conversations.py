@@ -13,15 +13,13 @@ A store object belongs to the thread that opened it (sqlite3's rule).
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import sqlite_utils
 
-from .paths import database_path
+from .database import SqliteStore
 
 USER, ASSISTANT = "user", "assistant"  # the speakers of a turn
 SPEAKER_LABELS = {USER: "You", ASSISTANT: "Michi"}
@@ -111,24 +109,7 @@ def format_transcript(turns: list[Turn]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class ConversationStore:
-    def __init__(self, path: Path | str | None = None):
-        self.path = Path(path) if path is not None else database_path()
-        conn = sqlite3.connect(self.path, timeout=30)  # the document indexer may be committing
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.enable_wal()
-        self._create_schema()
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> ConversationStore:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
+class ConversationStore(SqliteStore):
     def _create_schema(self) -> None:
         with self.db.atomic():
             self.db.execute("""

@@ -34,15 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import sqlite_utils
 import torch
 
 from .audio import AudioFileError, load_audio, resample
 from .chat import SETTLE_SECONDS, voice_from_audio
 from .config import CodecConfig
+from .database import SqliteStore
 from .engine import DuplexSession, SamplingSettings, VoicePrompt
 from .model import MichiModel
-from .paths import database_path
 from .voice_checks import MAX_TAKE_S, TakeReport, best_segment, check_take, normalize_loudness
 
 log = logging.getLogger(__name__)
@@ -168,24 +167,7 @@ def _now() -> str:
 
 # -- the store ----------------------------------------------------------------------------------------
 
-class VoiceStore:
-    def __init__(self, path: Path | str | None = None):
-        self.path = Path(path) if path is not None else database_path()
-        conn = sqlite3.connect(self.path, timeout=30)  # the document indexer may be committing
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.enable_wal()
-        self._create_schema()
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> VoiceStore:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
+class VoiceStore(SqliteStore):
     def _create_schema(self) -> None:
         with self.db.atomic():
             # AUTOINCREMENT: ids of removed voices are never reused, so a saved choice of voice

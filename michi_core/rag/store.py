@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
-from ..paths import database_path
+from ..database import SqliteStore
 from .chunking import ChunkSpan
 
 log = logging.getLogger(__name__)
@@ -68,26 +66,11 @@ class DuplicateDocument(Exception):
         self.existing = existing
 
 
-class DocumentStore:
+class DocumentStore(SqliteStore):
     def __init__(self, path: Path | str | None = None):
-        self.path = Path(path) if path is not None else database_path()
-        # A generous busy timeout: another thread or the CLI may be committing a large document.
-        conn = sqlite3.connect(self.path, timeout=30)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.enable_wal()
-        self._create_schema()
+        super().__init__(path)
         self._writes = 0  # our own commits; PRAGMA data_version only counts other connections'
         self._vector_cache: tuple[tuple, np.ndarray, np.ndarray] | None = None
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> DocumentStore:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     def _create_schema(self) -> None:
         with self.db.atomic():

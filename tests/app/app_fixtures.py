@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 
 import numpy as np
 import torch
@@ -40,3 +41,15 @@ def looping(samples: np.ndarray):
         return samples[index]
 
     return source
+
+
+def run_until(loop, frames: int, timeout: float = 20.0) -> None:
+    """Step a ConversationLoop until `frames` frames were processed (waiting for the device)."""
+    deadline = time.monotonic() + timeout
+    done = 0
+    while done < frames:
+        assert time.monotonic() < deadline, f"only {done} of {frames} frames arrived in {timeout} s"
+        if loop.step_once():
+            done += 1
+        else:
+            time.sleep(0.004)

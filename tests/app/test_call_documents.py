@@ -9,10 +9,8 @@ the transcript as the listen head would, then lets the (scripted) VAD end the ut
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from app_fixtures import end_every_call, tiny_model
+from app_fixtures import end_every_call, run_until, tiny_model
 from fake_sounddevice import FakeSoundDevice, tone
 
 from app.audio.echo import HeadphonesBypass
@@ -21,7 +19,14 @@ from app.audio_port import SpeechEvents
 from app.worker import ConversationLoop
 from michi_core.conversations import USER, ConversationStore
 from michi_core.engine import DuplexSession, SamplingSettings
-from michi_core.rag import ChunkingConfig, ContextInjector, DocumentStore, Ingestor, Retriever, default_embedder
+from michi_core.rag import (
+    ChunkingConfig,
+    ContextInjector,
+    DocumentStore,
+    Ingestor,
+    Retriever,
+    default_embedder,
+)
 
 OAKHAVEN = (
     "In Oakhaven the sky is purple.\n\n"
@@ -74,17 +79,6 @@ def injector_for(database, model) -> ContextInjector:
                            measure=lambda text: len(model.tokenizer.encode(text)), max_passages=1)
 
 
-def step_frames(loop: ConversationLoop, frames: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    done = 0
-    while done < frames:
-        assert time.monotonic() < deadline, f"only {done} of {frames} frames arrived in {timeout} s"
-        if loop.step_once():
-            done += 1
-        else:
-            time.sleep(0.004)
-
-
 def make_loop(model, injector=None, vad=None):
     audio = AudioIO(sd=FakeSoundDevice(speed=1.0, mic_source=tone(220.0)))
     session = DuplexSession(model, SamplingSettings(seed=0))
@@ -99,13 +93,13 @@ def test_a_typed_question_brings_its_passage_into_the_context_and_the_transcript
     audio.start()
     plain_audio.start()
     try:
-        step_frames(loop, 2)
-        step_frames(plain, 2)
+        run_until(loop, 2)
+        run_until(plain, 2)
         before = session.context.length
         loop.send_text("What colour is the sky in Oakhaven?")
         plain.send_text("What colour is the sky in Oakhaven?")
-        step_frames(loop, 1)
-        step_frames(plain, 1)
+        run_until(loop, 1)
+        run_until(plain, 1)
     finally:
         audio.stop()
         plain_audio.stop()
@@ -126,22 +120,22 @@ def test_the_end_of_an_utterance_retrieves_for_what_was_said_and_never_repeats_a
     loop, audio, session = make_loop(model, injector_for(documents, model), vad)
     audio.start()
     try:
-        step_frames(loop, 1)
+        run_until(loop, 1)
         vad.start()
-        step_frames(loop, 1)
+        run_until(loop, 1)
         # What the listen head would have written while the user spoke:
         loop.transcript.add_user_text(1, "who is the mayor of oakhaven")
         before = session.context.length
         vad.end()
-        step_frames(loop, 1)
+        run_until(loop, 1)
         assert loop.injections == 1
         assert session.context.length - before > 20, "the passage went into the context before the answer"
 
         vad.start()  # the same question again: that passage is already in the context
-        step_frames(loop, 1)
+        run_until(loop, 1)
         loop.transcript.add_user_text(loop._frames_fed, "the mayor of oakhaven, who is it")
         vad.end()
-        step_frames(loop, 1)
+        run_until(loop, 1)
     finally:
         audio.stop()
     turns = [t for t in loop.snapshot().turns if t.speaker == USER]
@@ -158,9 +152,9 @@ def test_small_talk_injects_nothing(documents):
     loop, audio, session = make_loop(model, injector_for(documents, model))
     audio.start()
     try:
-        step_frames(loop, 1)
+        run_until(loop, 1)
         loop.send_text("hello, how are you today?")
-        step_frames(loop, 1)
+        run_until(loop, 1)
     finally:
         audio.stop()
     assert loop.injections == 0
@@ -172,9 +166,9 @@ def test_sources_and_typed_turns_are_saved_with_the_conversation(documents, tmp_
     loop, audio, _ = make_loop(model, injector_for(documents, model))
     audio.start()
     try:
-        step_frames(loop, 1)
+        run_until(loop, 1)
         loop.send_text("How much is bread in Oakhaven?")
-        step_frames(loop, 2)
+        run_until(loop, 2)
     finally:
         audio.stop()
     user, assistant = loop.recording()
@@ -199,9 +193,9 @@ def test_a_broken_index_costs_the_documents_not_the_call(documents):
     loop, audio, _ = make_loop(model, ContextInjector(BrokenRetriever()))
     audio.start()
     try:
-        step_frames(loop, 1)
+        run_until(loop, 1)
         loop.send_text("What colour is the sky in Oakhaven?")
-        step_frames(loop, 3)
+        run_until(loop, 3)
     finally:
         audio.stop()
     assert loop.injections == 0

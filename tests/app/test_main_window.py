@@ -17,8 +17,8 @@ from app.model_loader import LoadRequest
 from app.threads import running_threads
 from app.widgets.conversation_control import CallState
 from app.widgets.level_meter import FLOOR_DB
-from michi_core.config import tiny
 from app.widgets.voices_panel import VoicesPanel
+from michi_core.config import tiny
 from michi_core.conversations import USER, ConversationStore, SourceRef, Turn
 from michi_core.model import MichiModel
 

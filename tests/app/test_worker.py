@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from app_fixtures import end_every_call, tiny_model
+from app_fixtures import end_every_call, run_until, tiny_model
 from fake_sounddevice import FakeSoundDevice, tone
 
 from app.audio.echo import HeadphonesBypass
@@ -66,17 +66,6 @@ def pump(device: FakeSoundDevice, blocks: int) -> None:
         outdata = np.zeros((frames, 1), dtype=np.float32)
         stream.callback(indata, outdata, frames, None, CallbackFlags())
         device.render(outdata[:, 0].copy(), rate)
-
-
-def run_until(loop: ConversationLoop, frames: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    done = 0
-    while done < frames:
-        assert time.monotonic() < deadline, f"only {done} of {frames} frames arrived in {timeout} s"
-        if loop.step_once():
-            done += 1
-        else:
-            time.sleep(0.004)
 
 
 def test_loop_plays_every_model_frame_and_records_both_sides():
