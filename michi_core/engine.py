@@ -81,9 +81,11 @@ class _IncrementalDecoder:
         self.pending.append(token)
         text = self.tokenizer.decode(self.pending)
         if text.endswith("\ufffd") and len(self.pending) < 4:
-            return ""
+            return ""  # a UTF-8 character is at most 4 bytes: wait for the rest of it
         self.pending.clear()
-        return text
+        # Bytes that never formed a character (a sampling accident) are dropped rather than shown
+        # as replacement marks in the transcript.
+        return text.replace("\ufffd", "")
 
 
 @dataclass

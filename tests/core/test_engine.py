@@ -226,3 +226,14 @@ def test_a_bf16_backbone_stays_close_to_fp32_and_keeps_the_heads_in_fp32():
         b = bf.step(frame, force_text=ref.pad_id, force_latent=torch.zeros(8))
         assert b.audio.dtype == np.float32
         assert (r.text_logits - b.text_logits).abs().max() < 0.05  # bf16 keeps ~3 significant digits
+
+
+def test_text_comes_out_in_whole_characters_and_stray_bytes_never_show():
+    from michi_core.engine import _IncrementalDecoder
+    from michi_core.tokenizer import ByteTokenizer
+
+    decoder = _IncrementalDecoder(ByteTokenizer())
+    assert [decoder.push(b) for b in "é!".encode()] == ["", "é", "!"], "a 2-byte character waits for its end"
+    stray = [decoder.push(0xFF) for _ in range(4)]  # never valid UTF-8: given up on after 4 bytes
+    assert "".join(stray) == "" and decoder.pending == []
+    assert decoder.push(ord("a")) == "a"
