@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from michi_core.cli import add_core_commands
@@ -59,9 +60,24 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_self_test(input_path=args.self_test_input, preset_name=args.app_preset,
                              checkpoint=args.app_checkpoint, seconds=args.self_test_seconds)
+    problem = display_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     from app.main import run_app
 
     return run_app(preset_name=args.app_preset, checkpoint=args.app_checkpoint)
+
+
+def display_problem() -> str | None:
+    """Why the window cannot open here (Linux without a display), said before Qt aborts on it."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("Michi needs a display to open its window, and none is set (no DISPLAY or WAYLAND_DISPLAY).\n"
+            "Run it from a desktop session, or on a headless machine: xvfb-run -a michi\n"
+            "To check the whole app without a screen: michi --self-test")
 
 
 if __name__ == "__main__":

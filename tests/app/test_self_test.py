@@ -49,3 +49,13 @@ def test_core_commands_work_without_qt():
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Michi preset 'tiny'" in result.stdout
+
+
+def test_the_app_without_a_display_says_so_instead_of_crashing(monkeypatch, capsys):
+    from app.cli import main
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert main([]) == 2
+    assert "needs a display" in capsys.readouterr().err
