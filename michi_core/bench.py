@@ -26,7 +26,16 @@ from .model import MichiModel, load_model
 
 log = logging.getLogger(__name__)
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+def results_dir() -> Path:
+    """benchmarks/results/ of the checkout; in a desktop bundle (read-only, never written to), the
+    user data dir's benchmarks/ folder."""
+    import sys
+
+    if getattr(sys, "frozen", False):
+        from .paths import data_dir
+
+        return data_dir() / "benchmarks"
+    return Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 STAGES = [f.name for f in dataclasses.fields(StageTimes)]
 PROMPT = "What is the weather like in Paris today, and should I take an umbrella?"
 
@@ -251,7 +260,7 @@ def bench_command(preset_name: str, device: str, frames: int, json_path: str | N
     print(format_table(results))
     if json_path is None:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        json_path = str(RESULTS_DIR / f"bench_{reference.config.preset}_{device_t.type}_{stamp}.json")
+        json_path = str(results_dir() / f"bench_{reference.config.preset}_{device_t.type}_{stamp}.json")
     Path(json_path).parent.mkdir(parents=True, exist_ok=True)
     Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {json_path}")
