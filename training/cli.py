@@ -4,11 +4,13 @@
     michi-train data align --out corpus
     michi-train codec --data corpus
     michi-train speech --data corpus     (then joint, duplex)
+    michi-train eval codec --checkpoint runs/codec/export --data corpus     (or eval model)
+    michi-train reproduce --preset tiny --out repro     (all of the above in one go)
 
 Each stage module exposes `register(subparsers)`, which adds its parser and sets `run` (data) or
-`func` (model stages) on the parsed namespace; stages still to come (`eval`, `reproduce`) plug in
-the same way. `data` registers without importing anything heavy: torch, Whisper and the
-synthesizers load only when a command runs.
+`func` (model stages, eval, reproduce) on the parsed namespace. `data`, `eval` and `reproduce`
+register without importing anything heavy: torch, Whisper and the synthesizers load only when a
+command runs.
 """
 
 from __future__ import annotations
@@ -18,17 +20,22 @@ import logging
 import sys
 
 from training.data import commands as data_commands
+from training.eval.commands import add_eval_commands
+from training.reproduce import add_reproduce_command
 from training.stages.codec import add_codec_command
 from training.stages.speech import add_speech_commands
 
 
 class _Stages:
-    """The model stages (codec, speech, joint, duplex) in the same `register` shape as `data`."""
+    """The model stages (codec, speech, joint, duplex), eval and reproduce in the same `register`
+    shape as `data`."""
 
     @staticmethod
     def register(stages) -> None:
         add_codec_command(stages)
         add_speech_commands(stages)
+        add_eval_commands(stages)
+        add_reproduce_command(stages)
 
 
 STAGES = (data_commands, _Stages)
