@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from app.threads import running_threads
 from app.widgets.voices_panel import LENGTH, NAME, OWN_VOICE, VoicesPanel
-from michi_core.config import tiny
 from michi_core.model import MichiModel
 from michi_core.voice_checks import check_take
 from michi_core.voices import STORE_RATE, VoiceStore, model_signature
@@ -46,26 +44,13 @@ class FakePlayer:
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The tiny model's ops are microseconds: on a shared 2-core machine a second intra-op thread
-    only adds synchronisation (a step takes 5x longer), so these tests run single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_threaded(one_torch_thread):
+    pass
 
 
-@pytest.fixture(scope="module")
-def model() -> MichiModel:
-    """Tiny preset; its speak head gets the conditioning a trained one has (AdaLN-Zero at init
-    would make every voice sound the same)."""
-    torch.manual_seed(0)
-    model = MichiModel(tiny()).eval()
-    with torch.no_grad():
-        for name, parameter in model.flow.named_parameters():
-            if "modulation" in name:
-                parameter.normal_(0.0, 0.5)
-    return model
+@pytest.fixture
+def model(voiced_tiny_model) -> MichiModel:
+    return voiced_tiny_model
 
 
 @pytest.fixture

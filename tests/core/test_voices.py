@@ -49,13 +49,8 @@ def speech(tmp_path_factory) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The tiny model's ops are microseconds: on a shared 2-core machine a second intra-op thread
-    only adds synchronisation (a step takes 5x longer), so these tests run single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_threaded(one_torch_thread):
+    pass
 
 
 def load_audio_at(wave: np.ndarray, rate: int) -> np.ndarray:
@@ -63,16 +58,8 @@ def load_audio_at(wave: np.ndarray, rate: int) -> np.ndarray:
 
 
 @pytest.fixture
-def model() -> MichiModel:
-    """The tiny preset, its speak head given the conditioning a trained one has: at init AdaLN-Zero
-    makes the head ignore the backbone entirely, so no prompt could change the audio."""
-    torch.manual_seed(0)
-    model = MichiModel(tiny()).eval()
-    with torch.no_grad():
-        for name, parameter in model.flow.named_parameters():
-            if "modulation" in name:
-                parameter.normal_(0.0, 0.5)
-    return model
+def model(voiced_tiny_model) -> MichiModel:
+    return voiced_tiny_model
 
 
 @pytest.fixture

@@ -22,13 +22,8 @@ RATE = STORE_RATE
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The tiny model's ops are microseconds: on a shared 2-core machine a second intra-op thread
-    only adds synchronisation (a step takes 5x longer), so these tests run single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_threaded(one_torch_thread):
+    pass
 
 
 @pytest.fixture(scope="module")
