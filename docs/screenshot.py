@@ -85,7 +85,7 @@ def main() -> int:
             window.message_input.setText("What colour is the sky in Oakhaven?")
             window.send_message()
             state["sent"] = time.monotonic()
-        elif state["sent"] is not None and time.monotonic() - state["sent"] > 2.5:
+        elif state["sent"] is not None and time.monotonic() - state["sent"] > 0.6:
             window.grab().save(args.out)
             print(f"wrote {args.out}")
             window.stop_conversation()

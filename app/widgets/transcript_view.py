@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import QUrl, Signal
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from app.theme import ASSISTANT_COLOR, USER_COLOR
@@ -31,7 +32,30 @@ class TranscriptView(QTextBrowser):
         self.setOpenLinks(False)
         self.anchorClicked.connect(self._on_anchor)
         self._turns: list[Turn] = []
+        # Follow the end of the conversation until the user scrolls up to read; scrolling back
+        # to the end follows again. Only the user's own scrolling changes this: re-rendering
+        # resets the scroll position and lays the document out later, which must not count.
+        self._follow = True
+        self.verticalScrollBar().actionTriggered.connect(self._on_user_scroll)
+        self.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
         self._render()
+
+    @property
+    def following(self) -> bool:
+        return self._follow
+
+    def _on_user_scroll(self, _action: int) -> None:
+        bar = self.verticalScrollBar()
+        self._follow = bar.sliderPosition() >= bar.maximum() - 8
+
+    def wheelEvent(self, event) -> None:
+        super().wheelEvent(event)
+        bar = self.verticalScrollBar()
+        self._follow = bar.value() >= bar.maximum() - 8
+
+    def _on_range_changed(self, _minimum: int, maximum: int) -> None:
+        if self._follow:  # the layout grew after a render: keep the end in view
+            self.verticalScrollBar().setValue(maximum)
 
     def _on_anchor(self, url: QUrl) -> None:
         if url.scheme() != SOURCE_SCHEME:
@@ -64,13 +88,22 @@ class TranscriptView(QTextBrowser):
 
     def _render(self) -> None:
         scrollbar = self.verticalScrollBar()
-        following = scrollbar.value() >= scrollbar.maximum() - 8
+        kept = scrollbar.value()
+        anchor = self.cursorForPosition(self.viewport().rect().topLeft()).position()
         if not self._turns:
+            self._follow = True
             self.setHtml(f"<p style='color:#8a8f98; margin:24px;'>{EMPTY_HINT}</p>")
             return
         self.setHtml("".join(self._bubble(i, turn) for i, turn in enumerate(self._turns)))
-        if following:
-            scrollbar.setValue(scrollbar.maximum())
+        # The text cursor decides where Qt scrolls once the new layout is done: at the end while
+        # following, else where the user was reading.
+        cursor = self.textCursor()
+        if self._follow:
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+        else:
+            cursor.setPosition(min(anchor, len(self.toPlainText())))
+        self.setTextCursor(cursor)
+        scrollbar.setValue(scrollbar.maximum() if self._follow else kept)
 
     @staticmethod
     def _bubble(index: int, turn: Turn) -> str:
