@@ -43,9 +43,7 @@ class FakePlayer:
         return self._polls > 0
 
 
-@pytest.fixture(autouse=True)
-def _single_threaded(one_torch_thread):
-    pass
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: tiny-model ops
 
 
 @pytest.fixture

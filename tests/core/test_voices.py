@@ -48,9 +48,7 @@ def speech(tmp_path_factory) -> np.ndarray:
     return take + np.random.default_rng(0).normal(0, 10 ** (-65 / 20), len(take)).astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def _single_threaded(one_torch_thread):
-    pass
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: tiny-model ops
 
 
 def load_audio_at(wave: np.ndarray, rate: int) -> np.ndarray:

@@ -21,9 +21,7 @@ from michi_core.voices_cli import main
 RATE = STORE_RATE
 
 
-@pytest.fixture(autouse=True)
-def _single_threaded(one_torch_thread):
-    pass
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: tiny-model ops
 
 
 @pytest.fixture(scope="module")
