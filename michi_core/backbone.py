@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -20,7 +19,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from .config import BackboneConfig
-from .paths import cache_dir
+from .paths import cache_dir, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +61,6 @@ def resolve_gguf(name: str | None) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the installed package {package!r}")
     return path
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_gguf(config: BackboneConfig) -> LlamaForCausalLM:

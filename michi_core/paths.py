@@ -36,3 +36,14 @@ def cache_dir() -> Path:
 
 def database_path() -> Path:
     return data_dir() / "michi.sqlite3"
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (model files are hundreds of MB)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

