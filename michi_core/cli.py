@@ -96,9 +96,13 @@ def cmd_codec(args: argparse.Namespace) -> int:
 
     from .audio import AudioFileError, load_audio, pad_to_frames, save_audio
     from .codec import Codec
-    from .model import DEFAULT_CHECKPOINT, CheckpointError
+    from .model import DEFAULT_CHECKPOINT, CheckpointError, shipped_codec
 
-    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        checkpoint = DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / "config.json").is_file() else shipped_codec("small")
+    if checkpoint is None:
+        raise SystemExit("michi codec: no trained codec is shipped with this copy; give one with --checkpoint DIR")
     try:
         codec = Codec.from_pretrained(checkpoint)
         c = codec.config

@@ -112,12 +112,15 @@ class Codec(StreamingModule):
         return self.decode(posterior.sample(generator)), posterior
 
     # -- codec-only checkpoints (the codec stage trains and ships the codec on its own) ------------------
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """config.json + model.safetensors; `dtype` (e.g. float16 for a shipped codec) stores the
+        floating-point weights at that precision (loading puts them back into the module's dtype)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"format_version": FORMAT_VERSION, "codec": dataclasses.asdict(self.config)}
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
+                 for k, v in self.state_dict().items()}
         save_file(state, str(directory / "model.safetensors"), metadata={"kind": "michi-codec"})
 
     @classmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from .config import CheckpointError, MichiConfig
 from .flow import FlowHead
 from .listen import ListenHead
 from .tokenizer import Tokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
 
 IGNORE = -100  # target value that no loss looks at
 WEIGHTS_FILE = "model.safetensors"
@@ -304,13 +307,36 @@ def _check_state(directory: Path, expected: dict[str, torch.Tensor], state: dict
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS_DIR / "checkpoints" / "small"  # the shipped, trained `small` model
+SHIPPED_CODECS = ASSETS_DIR / "codecs"  # trained codecs, one folder per preset (config + safetensors + EVAL.md)
+
+
+def shipped_codec(preset_name: str) -> Path | None:
+    """The trained codec shipped for a preset, if there is one."""
+    directory = SHIPPED_CODECS / preset_name
+    return directory if (directory / "config.json").is_file() else None
+
+
+def load_shipped_codec(model: MichiModel) -> bool:
+    """Put the preset's shipped, trained codec into a model built from the preset (its heads stay as
+    they are). False when none is shipped or it was trained for another codec config."""
+    directory = shipped_codec(model.config.preset)
+    if directory is None:
+        return False
+    codec = Codec.from_pretrained(directory)
+    if codec.config != model.config.codec:
+        log.warning("%s was trained for another codec config than the %s preset's; not used", directory,
+                    model.config.preset)
+        return False
+    model.codec.load_state_dict(codec.state_dict())
+    return True
 
 
 def load_model(checkpoint: str | Path | None = None, preset_name: str | None = None,
                random_backbone: bool = False) -> MichiModel:
     """A checkpoint directory if given; else the preset (default: the shipped checkpoint, or `small`).
 
-    A preset without a checkpoint has untrained speech heads: fine for benchmarks and tests.
+    A preset without a checkpoint has untrained speech heads (fine for benchmarks and tests) and the
+    preset's shipped, trained codec when there is one (assets/codecs/<preset>).
     `random_backbone` skips loading pretrained backbone weights (sizes only matter).
     """
     from .config import preset
@@ -322,4 +348,6 @@ def load_model(checkpoint: str | Path | None = None, preset_name: str | None = N
     config = preset(preset_name or "small")
     if random_backbone:
         config.backbone = dataclasses.replace(config.backbone, source="random")
-    return MichiModel(config)
+    model = MichiModel(config)
+    load_shipped_codec(model)
+    return model

@@ -6,6 +6,7 @@
     michi-train speech --data corpus     (then joint, duplex)
     michi-train eval codec --checkpoint runs/codec/export --data corpus     (or eval model)
     michi-train reproduce --preset tiny --out repro     (all of the above in one go)
+    michi-train ship codec --checkpoint runs/codec/export --eval runs/eval/codec     (into assets/)
 
 Each stage module exposes `register(subparsers)`, which adds its parser and sets `run` (data) or
 `func` (model stages, eval, reproduce) on the parsed namespace. `data`, `eval` and `reproduce`
@@ -22,6 +23,7 @@ import sys
 from training.data import commands as data_commands
 from training.eval.commands import add_eval_commands
 from training.reproduce import add_reproduce_command
+from training.ship import add_ship_command
 from training.stages.codec import add_codec_command
 from training.stages.speech import add_speech_commands
 
@@ -36,6 +38,7 @@ class _Stages:
         add_speech_commands(stages)
         add_eval_commands(stages)
         add_reproduce_command(stages)
+        add_ship_command(stages)
 
 
 STAGES = (data_commands, _Stages)

@@ -45,6 +45,10 @@ LOSS_KEYS = {"codec": "mel", "speech": "total", "joint": "total", "duplex": "tot
 EVAL_SHARE = 0.1  # of --budget-minutes, kept for the evaluation
 CALIBRATION_STEPS = 3  # timed steps of a stage to derive its step count (the first is a warm-up)
 MIN_STEPS = 10  # a stage trains at least this long, whatever the budget says
+# A budget that buys the codec fewer GAN steps than this trains it on reconstruction losses alone: a few
+# hundred adversarial steps do not change what it sounds like, and on a CPU each one costs ~10 generator-only
+# steps, which do (see `codec_budget_steps`).
+MIN_ADVERSARIAL_STEPS = 1000
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Recipe:
     dialogue_max_wer: float  # a dialogue whose turns ASR hears worse than this is dropped (and re-voiced first)
     eval_limit: int  # held-out items per evaluation measure
     steps: dict[str, int]  # per stage, when neither --steps nor --budget-minutes says otherwise
+    real_speech: str | None = None  # human recordings the codec eval also scores (`eval codec --real`)
     codec: dict[str, Any] = field(default_factory=dict)  # CodecStageConfig fields
     speech: dict[str, Any] = field(default_factory=dict)  # SpeechStageConfig fields (speech, joint, duplex)
     # Codec schedule points as shares of its steps (the stage's defaults are for 10k+ steps):
@@ -98,7 +103,7 @@ RECIPES = {
         texts_per_hour=2000, min_texts=200, whisper="base", dialogue_max_wer=DEFAULT_MAX_WER, eval_limit=50,
         steps={"codec": 20_000, "speech": 10_000, "joint": 4_000, "duplex": 3_000},
         codec={"batch_size": 16, "crop_frames": 8, "lr": 2e-4},
-        speech={"batch_size": 8, "max_frames": 64, "lr": 3e-4, "lora_rank": 16}),
+        speech={"batch_size": 8, "max_frames": 64, "lr": 3e-4, "lora_rank": 16}, real_speech="arctic"),
 }
 
 
@@ -121,8 +126,10 @@ def build_corpus(corpus: Path, recipe: Recipe, hours: float, workers: int, seed:
     }
 
 
-def stage_config(name: str, recipe: Recipe, out: Path, steps: int, seed: int, device: str):
-    """The stage's config for `steps` optimizer steps, schedule points scaled to that length."""
+def stage_config(name: str, recipe: Recipe, out: Path, steps: int, seed: int, device: str,
+                 adversarial: bool = True):
+    """The stage's config for `steps` optimizer steps, schedule points scaled to that length
+    (`adversarial=False`: the codec never switches its discriminators on)."""
     from training.stages.codec import CodecStageConfig
     from training.stages.speech import SpeechStageConfig
 
@@ -130,7 +137,8 @@ def stage_config(name: str, recipe: Recipe, out: Path, steps: int, seed: int, de
     common = {"out_dir": str(runs / name), "preset": recipe.preset, "data": corpus, "steps": steps, "seed": seed,
               "device": device, "warmup_steps": max(1, round(recipe.warmup * steps))}
     if name == "codec":
-        return CodecStageConfig(**common, **recipe.codec, adv_start_step=round(recipe.codec_adv_start * steps),
+        adv_start = round(recipe.codec_adv_start * steps) if adversarial else steps
+        return CodecStageConfig(**common, **recipe.codec, adv_start_step=adv_start,
                                 kl_warmup_steps=max(1, round(recipe.codec_kl_warmup * steps)))
     previous = {"speech": "", "joint": "speech", "duplex": "joint"}[name]
     return SpeechStageConfig(**common, **recipe.speech, mode=name, codec=str(runs / "codec" / "export"),
@@ -144,15 +152,16 @@ def make_stage(config):
     return CodecStage(config) if isinstance(config, CodecStageConfig) else SpeechStage(config)
 
 
-def measure_step_seconds(config) -> float:
+def measure_step_seconds(config, adversarial: bool = True) -> float:
     """Seconds per optimizer step of a stage, timed on a throwaway copy writing to a temporary folder
-    (the real run stays exactly what an uninterrupted run of its step count is)."""
+    (the real run stays exactly what an uninterrupted run of its step count is). For the codec,
+    `adversarial` times its steps with the discriminators on, or without them."""
     from training.trainer import StepContext, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         probe = dataclasses.replace(config, out_dir=tmp)
         if hasattr(probe, "adv_start_step"):
-            probe.adv_start_step = 0  # time the costliest kind of step: discriminators on
+            probe.adv_start_step = 0 if adversarial else probe.steps
         stage = make_stage(probe)
         trainer = Trainer(stage)
         ctx = StepContext(trainer)
@@ -224,13 +233,18 @@ def reproduce(preset: str, out: str | Path, budget_minutes: float | None = None,
         elif name in previous.get("plan", {}):  # a re-run keeps the step counts it planned
             count = previous["plan"][name]
         elif deadline is not None:
-            count = budget_steps(name, recipe, out, seed, device, deadline, budget_minutes, TRAIN_STAGES[k:])
+            count, adversarial = budget_steps(name, recipe, out, seed, device, deadline, budget_minutes,
+                                              TRAIN_STAGES[k:])
+            if name == "codec":
+                record["plan"]["codec_adversarial"] = adversarial
         else:
             count = recipe.steps[name]
         record["plan"][name] = count
         save()
+        adversarial = record["plan"].setdefault("codec_adversarial", previous.get("plan", {}).get("codec_adversarial", True))
         log.info("reproduce: %s stage, %d steps", name, count)
-        record["stages"][name] = train_stage(stage_config(name, recipe, out, count, seed, device), LOSS_KEYS[name])
+        config = stage_config(name, recipe, out, count, seed, device, adversarial=adversarial)
+        record["stages"][name] = train_stage(config, LOSS_KEYS[name])
         save()
 
     checkpoint = out / "checkpoint"
@@ -241,7 +255,7 @@ def reproduce(preset: str, out: str | Path, budget_minutes: float | None = None,
     phase = time.monotonic()
     limit = eval_limit or recipe.eval_limit
     codec_report = run_codec_eval(checkpoint, out / "corpus", out / "eval" / "codec", limit, out / "runs" / "codec",
-                                  whisper, eval_device)
+                                  whisper, eval_device, real=recipe.real_speech)
     model_report = run_model_eval(checkpoint, out / "corpus", out / "eval" / "model", limit, out / "runs", whisper,
                                   eval_device, seed)
     record["eval"] = {"codec": codec_report["metrics"], "model": model_report["metrics"]}
@@ -254,17 +268,28 @@ def reproduce(preset: str, out: str | Path, budget_minutes: float | None = None,
 
 
 def budget_steps(name: str, recipe: Recipe, out: Path, seed: int, device: str, deadline: float,
-                 budget_minutes: float, remaining: tuple[str, ...]) -> int:
-    """This stage's share of the time left (less the evaluation's), in steps of its measured length."""
+                 budget_minutes: float, remaining: tuple[str, ...]) -> tuple[int, bool]:
+    """This stage's share of the time left (less the evaluation's), in steps of its measured length, and
+    whether the codec's discriminators are worth their cost in it (False: reconstruction losses only)."""
     left = deadline - time.monotonic() - EVAL_SHARE * 60 * budget_minutes
     share = recipe.budget_shares[name] / sum(recipe.budget_shares[s] for s in remaining)
-    seconds_per_step = measure_step_seconds(stage_config(name, recipe, out, recipe.steps[name], seed, device))
+    config = stage_config(name, recipe, out, recipe.steps[name], seed, device)
+    seconds_per_step = measure_step_seconds(config)
+    if name == "codec":  # reconstruction steps first, then GAN steps, if the budget buys enough of them
+        plain = measure_step_seconds(config, adversarial=False)
+        gan_share = 1 - recipe.codec_adv_start
+        mixed = gan_share * seconds_per_step + (1 - gan_share) * plain
+        adversarial = gan_share * left * share / mixed >= MIN_ADVERSARIAL_STEPS
+        seconds_per_step = mixed if adversarial else plain
+        if not adversarial:
+            log.info("codec: the budget buys under %d GAN steps; training on reconstruction losses only",
+                     MIN_ADVERSARIAL_STEPS)
     count = int(left * share / seconds_per_step)
     if count < MIN_STEPS:
         log.warning("%s: %.0f s of budget left for it is %d steps of %.2f s; training %d steps anyway", name,
                     left * share, count, seconds_per_step, MIN_STEPS)
     log.info("%s: %.0f s of the budget at %.3f s per step", name, left * share, seconds_per_step)
-    return max(MIN_STEPS, count)
+    return max(MIN_STEPS, count), name != "codec" or adversarial
 
 
 # -- command line ----------------------------------------------------------------------------------------------

@@ -111,6 +111,28 @@ def test_the_original_audio_is_intelligible_to_the_eval(reproduced):
     assert record["eval"]["model"]["duplex"]["reference_answered_turns"] == 1.0
 
 
+def test_the_codec_eval_scores_real_recordings_apart(reproduced, tmp_path):
+    """`eval codec --real DIR`: recordings in no corpus, each with its transcript, get their own WER
+    (with the target) and quality numbers; the corpus numbers stay the corpus's."""
+    from training.eval.commands import run_codec_eval
+    from training.eval.heldout import held_out_rows
+
+    out, _ = reproduced
+    real = tmp_path / "real"
+    real.mkdir()
+    row = held_out_rows(out / "corpus", "utterance")[-1]
+    sf.write(real / "speaker.wav", sf.read(row["audio_path"])[0], sf.info(row["audio_path"]).samplerate)
+    (real / "speaker.txt").write_text(row["text"])
+    report = run_codec_eval(out / "checkpoint", out / "corpus", tmp_path / "eval", limit=2, whisper="tiny.en",
+                            dnsmos=False, keep_audio=False, real=real)
+    metrics = report["metrics"]
+    assert metrics["real"]["clips"] == 1 and report["real_items"][0]["id"] == "speaker"
+    assert metrics["real"]["wer"]["original"] < 0.5 and metrics["real"]["stoi"] is not None
+    assert metrics["wer"]["target"] == pytest.approx(1.5 * metrics["wer"]["original"] + 0.02)
+    assert "real" not in report["unavailable"]
+    assert "Real human speech in no corpus" in (tmp_path / "eval" / "EVAL.md").read_text()
+
+
 def test_a_time_budget_becomes_step_counts_from_measured_steps(reproduced):
     out, _ = reproduced
     recipe = RECIPES["tiny"]
@@ -119,7 +141,23 @@ def test_a_time_budget_becomes_step_counts_from_measured_steps(reproduced):
     assert 0 < seconds < 30
     assert sorted(p.name for p in (out / "runs" / "codec" / "checkpoints").iterdir()) == before, "timing touched the run"
     deadline = time.monotonic() + 600
-    steps = budget_steps("speech", recipe, out, 0, "cpu", deadline, budget_minutes=10,
-                         remaining=("speech", "joint", "duplex"))
+    steps, _ = budget_steps("speech", recipe, out, 0, "cpu", deadline, budget_minutes=10,
+                            remaining=("speech", "joint", "duplex"))
     assert 50 < steps < 100_000, steps  # ~540 s left, 0.25 / 0.6 of it for speech, at well under a second a step
+
+
+def test_a_small_budget_trains_the_codec_without_discriminators(reproduced):
+    """GAN steps cost several reconstruction steps: a budget that buys only a few hundred of them buys
+    reconstruction steps instead, and a long one keeps the recipe's GAN phase."""
+    out, _ = reproduced
+    recipe = RECIPES["tiny"]
+    short, adversarial = budget_steps("codec", recipe, out, 0, "cpu", time.monotonic() + 60, budget_minutes=1,
+                                      remaining=TRAIN_STAGES)
+    assert not adversarial and short >= 10
+    config = stage_config("codec", recipe, out, short, 0, "cpu", adversarial=False)
+    assert config.adv_start_step >= config.steps  # the discriminators never switch on
+    long, adversarial = budget_steps("codec", recipe, out, 0, "cpu", time.monotonic() + 36_000,
+                                     budget_minutes=600, remaining=TRAIN_STAGES)
+    assert adversarial and long > short
+    assert stage_config("codec", recipe, out, long, 0, "cpu").adv_start_step < long
 

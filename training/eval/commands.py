@@ -32,6 +32,8 @@ def add_eval_commands(subparsers) -> None:
         p.add_argument("--device", default="cpu", help="cpu or cuda")
         if name == "codec":
             p.add_argument("--no-dnsmos", dest="dnsmos", action="store_false", help="skip DNSMOS (slow on CPU)")
+            p.add_argument("--real", metavar="DIR", help="human recordings in no corpus, each with a .txt transcript "
+                                                         "beside it, scored apart; 'arctic' fetches CMU ARCTIC a0009")
         else:
             p.add_argument("--seed", type=int, default=0, help="sampling seed of the engine")
         p.add_argument("--no-audio", dest="keep_audio", action="store_false", help="do not write the scored audio")
@@ -39,16 +41,20 @@ def add_eval_commands(subparsers) -> None:
 
 
 def run_codec_eval(checkpoint, data, out, limit=None, run_dir=None, whisper="base", device="cpu", dnsmos=True,
-                   keep_audio=True) -> dict:
+                   keep_audio=True, real=None) -> dict:
     """Evaluate and write the report; returns the report."""
     from .codec_eval import CODEC_LABELS, evaluate_codec
     from .report import write_report
 
     out = Path(out)
-    report = evaluate_codec(checkpoint, data, limit, whisper, device, dnsmos, out / "audio" if keep_audio else None)
+    report = evaluate_codec(checkpoint, data, limit, whisper, device, dnsmos, out / "audio" if keep_audio else None,
+                            real)
     summary = (f"Checkpoint `{checkpoint}`, corpus `{data}`: {report['utterances']} held-out utterances "
                f"({'/'.join(report['splits'])} splits), each encoded and decoded one frame at a time (the "
                f"streaming path). WER: Whisper {report['whisper']} against the known text, spoken-form words.")
+    if report["real_items"]:
+        summary += (f" Real human speech in no corpus: {', '.join(item['id'] for item in report['real_items'])} "
+                    f"(`{real}`), scored the same way.")
     write_report(out, report, "Codec evaluation", CODEC_LABELS, summary, run_dir)
     return report
 
@@ -72,7 +78,7 @@ def run_model_eval(checkpoint, data, out, limit=None, run_dir=None, whisper="bas
 
 def _run_codec(args) -> int:
     report = run_codec_eval(args.checkpoint, args.data, args.out, args.limit, args.run_dir, args.whisper, args.device,
-                            args.dnsmos, args.keep_audio)
+                            args.dnsmos, args.keep_audio, args.real)
     _print_summary(args.out, report)
     return 0
 
