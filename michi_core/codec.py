@@ -26,7 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import FORMAT_VERSION, CheckpointError, CodecConfig, _dataclass_from_dict
-from .streaming import CausalConv1d, CausalConvTranspose1d, ConvEncoder, StreamingModule
+from .streaming import (CausalConv1d, CausalConvTranspose1d, ConvEncoder, StreamingModule, init_signal_path,
+                        zero_init_residual)
 
 LRELU_SLOPE = 0.1  # HiFi-GAN's leaky-ReLU slope
 
@@ -78,6 +79,11 @@ class HiFiGANDecoder(nn.Module):
             ))
             c = c_next
         self.post = CausalConv1d(c, 1, kernel_size=7)
+        init_signal_path(self, LRELU_SLOPE)
+        for mrfs in self.mrfs:
+            for block in mrfs:
+                for conv in block.plain:
+                    zero_init_residual(conv)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.pre(z)

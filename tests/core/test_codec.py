@@ -1,5 +1,6 @@
 """The codec: latent shape and rate, KL, and streaming decode == offline decode."""
 
+import pytest
 import torch
 
 from michi_core.codec import Codec
@@ -83,3 +84,22 @@ def test_feeding_a_partial_frame_says_what_to_do():
         assert "whole frames" in str(error)
     else:
         raise AssertionError("a partial frame was accepted")
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_a_fresh_codec_carries_its_input_through(name):
+    """At initialization the latents and the decoded wave depend on the input, at the input's scale.
+    With PyTorch's default conv init they did not (biases outweighed a speech-level signal after a few
+    layers), and training from there learned one input-independent sound."""
+    from michi_core.config import preset
+
+    torch.manual_seed(0)
+    codec = Codec(preset(name).codec).eval()
+    fs = codec.config.frame_size
+    a, b = (torch.randn(1, 6 * fs) * 0.07 for _ in range(2))  # speech-level RMS
+    with torch.no_grad():
+        za, zb = codec.encode(a).mean, codec.encode(b).mean
+        ya, yb = codec.decode(za), codec.decode(zb)
+    assert (za - zb).std() > 0.5 * za.std()
+    assert (ya - yb).std() > 0.5 * ya.std()
+    assert 0.01 < float(ya.std()) < 0.9  # neither vanished nor saturating the output tanh
