@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .engine import DuplexSession, SamplingSettings, StageTimes
-from .model import MichiModel, load_model
+from .model import MichiModel, load_model, shipped_codec
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,9 @@ def bench_command(preset_name: str, device: str, frames: int, json_path: str | N
         "settings": {"preset": reference.config.preset, "device": device, "frames": frames,
                      "checkpoint": checkpoint,
                      "weights": ("checkpoint" if checkpoint else
-                                 "random" if needs_hub else "pretrained backbone, random heads"),
+                                 "random" if needs_hub else
+                                 "pretrained backbone, shipped codec, random heads"
+                                 if shipped_codec(reference.config.preset) else "pretrained backbone, random heads"),
                      "variants": variants, "threads": torch.get_num_threads()},
         "results": results,
     }

@@ -47,7 +47,7 @@ CALIBRATION_STEPS = 3  # timed steps of a stage to derive its step count (the fi
 MIN_STEPS = 10  # a stage trains at least this long, whatever the budget says
 # A budget that buys the codec fewer GAN steps than this trains it on reconstruction losses alone: a few
 # hundred adversarial steps do not change what it sounds like, and on a CPU each one costs ~10 generator-only
-# steps, which do (see `codec_budget_steps`).
+# steps, which do (see `budget_steps`).
 MIN_ADVERSARIAL_STEPS = 1000
 
 
@@ -230,6 +230,8 @@ def reproduce(preset: str, out: str | Path, budget_minutes: float | None = None,
     for k, name in enumerate(TRAIN_STAGES):
         if (steps or {}).get(name):
             count = steps[name]
+            if name == "codec":  # a step count given by hand trains the recipe's schedule, GAN phase included
+                record["plan"]["codec_adversarial"] = True
         elif name in previous.get("plan", {}):  # a re-run keeps the step counts it planned
             count = previous["plan"][name]
         elif deadline is not None:

@@ -17,6 +17,7 @@ writes assets/codecs/<preset>/ (the preset is the one whose codec config the che
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 from pathlib import Path
@@ -67,47 +68,75 @@ def ship_codec(checkpoint: str | Path, eval_dir: str | Path, run_dir: str | Path
     import torch
 
     from michi_core.codec import Codec
+    from michi_core.config import CheckpointError
     from michi_core.model import SHIPPED_CODECS
 
-    codec = Codec.from_pretrained(checkpoint)
+    try:
+        codec = Codec.from_pretrained(checkpoint)
+    except CheckpointError as error:
+        raise ShipError(str(error)) from None
     eval_dir = Path(eval_dir)
     report_path = eval_dir / "eval.json"
     if not report_path.is_file():
         raise ShipError(f"{eval_dir} has no eval.json: evaluate the codec first (`michi-train eval codec`)")
     report = json.loads(report_path.read_text())
-    if report.get("evaluation") != "codec":
+    if report.get("evaluation") != "codec" or "checkpoint" not in report:
         raise ShipError(f"{report_path} is not a codec evaluation")
-    evaluated = Codec.from_pretrained(report["checkpoint"]) if Path(report["checkpoint"]).exists() else None
-    if evaluated is None or any(not torch.equal(v, evaluated.state_dict()[k]) for k, v in codec.state_dict().items()):
-        raise ShipError(f"{report_path} evaluates {report['checkpoint']}, not the weights in {checkpoint}")
+    evaluated_path = Path(report["checkpoint"])
+    if not evaluated_path.exists():
+        raise ShipError(f"{report_path} evaluated {evaluated_path}, which is not there (run ship from the folder "
+                        f"the evaluation ran in, or evaluate again)")
+    try:
+        evaluated = Codec.from_pretrained(evaluated_path)
+    except CheckpointError as error:
+        raise ShipError(f"{report_path} evaluated {evaluated_path}: {error}") from None
+    if any(not torch.equal(v, evaluated.state_dict()[k]) for k, v in codec.state_dict().items()):
+        raise ShipError(f"{report_path} evaluates {evaluated_path}, not the weights in {checkpoint}")
     name = preset_of(codec)
+    if destination is None and name == "tiny":
+        raise ShipError("tiny is the test preset: its codec is not shipped (give --dest to write it elsewhere)")
+    training = {"preset": name, "stored_dtype": SHIPPED_DTYPE, "machine": machine()}
+    if run_dir is not None:
+        summary = run_summary(Path(run_dir))
+        if not summary:
+            raise ShipError(f"--run {run_dir}: no training checkpoint there (checkpoints/latest.txt)")
+        training.update(summary)
     destination = Path(destination) if destination else SHIPPED_CODECS / name
     staging = destination.with_name(destination.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    codec.save_pretrained(staging, dtype=getattr(torch, SHIPPED_DTYPE))
-    error_db = storage_error_db(codec, Codec.from_pretrained(staging))
-    if error_db > MAX_SHIPPED_ERROR_DB:
-        shutil.rmtree(staging)
-        raise ShipError(f"float16 storage changes the resynthesis by {error_db:.1f} dB (> {MAX_SHIPPED_ERROR_DB})")
-    for path in eval_dir.iterdir():
-        if path.is_file() and (path.name in ("EVAL.md", "eval.json") or path.suffix == ".png"):
-            shutil.copy2(path, staging / path.name)
-    training = {"preset": name, "stored_dtype": SHIPPED_DTYPE,
-                "float16_resynthesis_error_db": error_db, "machine": machine()}
-    if run_dir is not None:
-        training.update(run_summary(Path(run_dir)))
-    (staging / "TRAINING.json").write_text(json.dumps(training, indent=2) + "\n")
-    shutil.rmtree(destination, ignore_errors=True)
-    staging.rename(destination)
+    try:
+        codec.save_pretrained(staging, dtype=getattr(torch, SHIPPED_DTYPE))
+        stored = Codec.from_pretrained(staging)
+        if not all(torch.isfinite(v).all() for v in stored.state_dict().values() if v.is_floating_point()):
+            raise ShipError(f"a weight does not fit in {SHIPPED_DTYPE}")
+        error_db = storage_error_db(codec, stored)
+        if not math.isfinite(error_db) or error_db > MAX_SHIPPED_ERROR_DB:
+            raise ShipError(f"{SHIPPED_DTYPE} storage changes the resynthesis by {error_db:.1f} dB "
+                            f"(allowed: {MAX_SHIPPED_ERROR_DB})")
+        for path in eval_dir.iterdir():
+            if path.is_file() and (path.name in ("EVAL.md", "eval.json") or path.suffix == ".png"):
+                shutil.copy2(path, staging / path.name)
+        training["float16_resynthesis_error_db"] = error_db
+        (staging / "TRAINING.json").write_text(json.dumps(training, indent=2) + "\n")
+        # swap: the old codec stays in place until the new one is complete
+        old = destination.with_name(destination.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if destination.exists():
+            destination.rename(old)
+        staging.rename(destination)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return destination
 
 
 def run_summary(run_dir: Path) -> dict:
     """The stage config and step of a run's latest checkpoint (what the trainer saved)."""
     latest = run_dir / "checkpoints" / "latest.txt"
-    if not latest.is_file():
+    state_path = run_dir / "checkpoints" / (latest.read_text().strip() if latest.is_file() else "?") / "trainer_state.json"
+    if not state_path.is_file():
         return {}
-    state = json.loads((run_dir / "checkpoints" / latest.read_text().strip() / "trainer_state.json").read_text())
+    state = json.loads(state_path.read_text())
     config = {k: v for k, v in state["config"].items() if k not in ("out_dir", "data")}
     return {"stage": state["stage"], "steps": state["step"], "config": config}
 

@@ -172,3 +172,35 @@ def test_a_lora_adapter_trains_only_its_delta_and_round_trips(tmp_path):
         a = model(batch, generator=torch.Generator().manual_seed(0))
         b = loaded(batch, generator=torch.Generator().manual_seed(0))
     assert a.as_dict() == pytest.approx(b.as_dict(), rel=1e-5)
+
+
+def test_a_shipped_codec_goes_into_its_presets_model_and_no_other(tmp_path, monkeypatch, caplog):
+    """assets/codecs/<preset>: loaded into a model of that preset with the same codec config; one
+    trained for another config is left out with a warning (the heads never change)."""
+    import logging
+    import shutil
+
+    import michi_core.model as model_module
+    from michi_core.codec import Codec
+    from michi_core.model import load_shipped_codec
+
+    torch.manual_seed(1)
+    trained = Codec(tiny().codec)
+    trained.save_pretrained(tmp_path / "codecs" / "custom")
+    monkeypatch.setattr(model_module, "SHIPPED_CODECS", tmp_path / "codecs")
+    config = tiny()
+    config.preset = "custom"
+    torch.manual_seed(2)
+    model = MichiModel(config)
+    flow_before = {k: v.clone() for k, v in model.flow.state_dict().items()}
+    assert load_shipped_codec(model)
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in model.codec.state_dict().items())
+    assert all(torch.equal(v, flow_before[k]) for k, v in model.flow.state_dict().items())
+
+    shutil.rmtree(tmp_path / "codecs" / "custom")
+    Codec(dataclasses.replace(tiny().codec, latent_dim=6)).save_pretrained(tmp_path / "codecs" / "custom")
+    with caplog.at_level(logging.WARNING):
+        assert not load_shipped_codec(MichiModel(config))
+    assert "another codec config" in caplog.text
+    config.preset = "nothing-shipped"
+    assert not load_shipped_codec(MichiModel(config))

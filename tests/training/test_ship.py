@@ -67,3 +67,15 @@ def test_a_codec_of_no_preset_is_refused(tmp_path):
     _evaluation(tmp_path / "eval", tmp_path / "export")
     with pytest.raises(ShipError, match="no preset"):
         ship_codec(tmp_path / "export", tmp_path / "eval", destination=tmp_path / "assets" / "x")
+
+
+def test_the_test_preset_is_not_shipped_and_a_wrong_run_folder_is_named(tmp_path):
+    _export(tmp_path / "export")
+    _evaluation(tmp_path / "eval", tmp_path / "export")
+    with pytest.raises(ShipError, match="test preset"):
+        ship_codec(tmp_path / "export", tmp_path / "eval")
+    with pytest.raises(ShipError, match="no training checkpoint"):
+        ship_codec(tmp_path / "export", tmp_path / "eval", tmp_path / "norun", tmp_path / "assets" / "tiny")
+    with pytest.raises(ShipError, match="not a usable codec checkpoint"):
+        ship_codec(tmp_path / "eval", tmp_path / "eval", destination=tmp_path / "assets" / "tiny")
+    assert not (tmp_path / "assets").exists()

@@ -92,7 +92,10 @@ def evaluate_codec(checkpoint: str | Path, corpus: str | Path, limit: int | None
                              f"real-{recording.id}")
             real_items.append({"id": recording.id, "path": str(recording.path), **item})
         if real_items:
-            metrics["real"] = {**_summary(real_items, quality, {}), "clips": len(real_items)}
+            real_unavailable: dict[str, str] = {}
+            metrics["real"] = {**_summary(real_items, quality, real_unavailable), "clips": len(real_items)}
+            for key, reason in {**quality.unavailable, **real_unavailable}.items():
+                unavailable.setdefault(f"real.{key}", reason)
     return {"evaluation": "codec", "checkpoint": str(checkpoint), "corpus": str(corpus), "splits": list(HELD_OUT),
             "utterances": len(items), "whisper": asr.name, "streaming": True, "metrics": metrics,
             "unavailable": unavailable, "items": items, "real_items": real_items,

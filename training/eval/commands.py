@@ -47,8 +47,8 @@ def run_codec_eval(checkpoint, data, out, limit=None, run_dir=None, whisper="bas
     from .report import write_report
 
     out = Path(out)
-    report = evaluate_codec(checkpoint, data, limit, whisper, device, dnsmos, out / "audio" if keep_audio else None,
-                            real)
+    report = evaluate_codec(Path(checkpoint).resolve(), data, limit, whisper, device, dnsmos,
+                            out / "audio" if keep_audio else None, real)
     summary = (f"Checkpoint `{checkpoint}`, corpus `{data}`: {report['utterances']} held-out utterances "
                f"({'/'.join(report['splits'])} splits), each encoded and decoded one frame at a time (the "
                f"streaming path). WER: Whisper {report['whisper']} against the known text, spoken-form words.")

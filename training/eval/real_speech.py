@@ -10,6 +10,7 @@ committed.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import logging
 import tarfile
@@ -52,17 +53,17 @@ def fetch_arctic(folder: Path | None = None, url: str = ARCTIC_ARCHIVE_URL) -> P
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             archive = response.read()
-    except OSError as error:
+    except (OSError, http.client.HTTPException) as error:
         raise RealSpeechError(f"could not download the ARCTIC example ({url}): {error}") from error
     if hashlib.sha256(archive).hexdigest() != ARCTIC_ARCHIVE_SHA256:
         raise RealSpeechError(f"{url}: the archive's SHA-256 is not the expected one")
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         data = tar.extractfile(ARCTIC_MEMBER).read()
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "arctic_a0009.txt").write_text(ARCTIC_TEXT + "\n")  # first: a cached wav always has its text
     partial = wav.with_suffix(".part")
     partial.write_bytes(data)
     partial.replace(wav)
-    (folder / "arctic_a0009.txt").write_text(ARCTIC_TEXT + "\n")
     return folder
 
 
