@@ -16,7 +16,15 @@ STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))  # (n
 
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, device: str = "cpu") -> torch.Tensor:
-    """Slaney-style triangular mel filters (HTK mel scale): (m, n_fft // 2 + 1)."""
+    """Slaney-style triangular mel filters (HTK mel scale): (m, n_fft // 2 + 1).
+
+    Built outside inference mode whatever the caller's mode: the cached tensor is shared, and one
+    made under `torch.inference_mode()` (an evaluation) could never be used in training afterwards."""
+    with torch.inference_mode(False):
+        return _mel_filterbank(sample_rate, n_fft, n_mels, device)
+
+
+def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, device: str) -> torch.Tensor:
     def hz_to_mel(hz):
         return 2595.0 * math.log10(1.0 + hz / 700.0)
 

@@ -106,3 +106,17 @@ def test_the_command_line_overrides_the_config_file(tmp_path):
     config = config_from_arguments(CodecStageConfig, parser.parse_args(["--config", str(tmp_path / "c.json"),
                                                                        "--lr", "0.1", "--crop-frames", "3"]))
     assert (config.lr, config.steps, config.crop_frames) == (0.1, 7, 3)
+
+
+def test_the_mel_loss_trains_after_an_evaluation_in_inference_mode():
+    """The mel filters are cached: the first evaluation (under torch.inference_mode) must not leave
+    an inference tensor that training can never differentiate through afterwards."""
+    from training.losses import mel_filterbank, mel_loss
+
+    mel_filterbank.cache_clear()
+    real = torch.randn(1, 4800) * 0.1
+    with torch.inference_mode():
+        mel_loss(real * 0.5, real, 24_000)
+    fake = (real * 0.5).requires_grad_()
+    mel_loss(fake, real, 24_000).backward()
+    assert fake.grad is not None and torch.isfinite(fake.grad).all()
