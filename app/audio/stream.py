@@ -226,6 +226,9 @@ class AudioIO:
         self._playback_dropped_before = 0
         self._capture: FloatRing | None = None
         self._playback: FloatRing | None = None
+        # model-rate samples inside the output resampler, not yet in the ring; set before the rings,
+        # because the GUI thread reads playback_queued_samples while a stream starts
+        self._resampler_held = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -345,6 +348,7 @@ class AudioIO:
             self._playback_dropped_before += self._playback.dropped
         self.device_rate = rate
         ring = max(round(rate * self.ring_seconds), 2 * max_frames)
+        self._resampler_held = 0.0
         self._capture = FloatRing(ring, channels=2)  # mic + played reference, written together
         self._playback = FloatRing(ring)
         self._flush_until = self._flushed_until = 0
@@ -352,7 +356,6 @@ class AudioIO:
         self._pending = FloatRing(model_ring, channels=2)  # worker-only: resampled, not yet read
         self._pull = np.zeros((max(max_frames, rate // 10), 2), dtype=np.float32)
         self._in_resampler = self._out_resampler = None
-        self._resampler_held = 0.0  # model-rate samples inside the output resampler, not yet in the ring
         if rate != self.model_rate:
             self._in_resampler = soxr.ResampleStream(rate, self.model_rate, 2, dtype="float32",
                                                      quality=RESAMPLE_QUALITY)
