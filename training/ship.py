@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +30,7 @@ MAX_SHIPPED_ERROR_DB = -30.0  # the float16 copy's resynthesis error, relative t
 
 
 class ShipError(RuntimeError):
-    pass
+    """A codec that cannot be shipped, with what to do about it."""
 
 
 def preset_of(codec: Codec) -> str:
@@ -142,23 +141,12 @@ def run_summary(run_dir: Path) -> dict:
 
 
 def machine() -> dict:
-    import os
-
+    """The machine the codec was shipped from (michi bench's description of it)."""
     import torch
 
-    return {"platform": platform.platform(), "processor": _cpu_name(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    from michi_core.bench import machine_info
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return machine_info(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def add_ship_command(subparsers) -> None:

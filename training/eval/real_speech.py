@@ -40,7 +40,7 @@ class Recording:
 
 
 class RealSpeechError(RuntimeError):
-    pass
+    """Recordings that cannot be had: a missing folder, no transcripts, a failed or wrong download."""
 
 
 def fetch_arctic(folder: Path | None = None, url: str = ARCTIC_ARCHIVE_URL) -> Path:
