@@ -12,9 +12,9 @@ import os
 import sys
 
 from michi_core.cli import add_core_commands
-from michi_core.config import PRESETS
-from michi_core.rag.cli import add_docs_parser
-from michi_core.voices_cli import add_voices_parser
+from michi_core.model.config import PRESETS
+from michi_core.stores.rag.cli import add_docs_parser
+from michi_core.stores.voices_cli import add_voices_parser
 
 
 def build_parser() -> argparse.ArgumentParser:

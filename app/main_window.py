@@ -48,8 +48,8 @@ from app.widgets.settings_panel import SettingsPanel
 from app.widgets.transcript_view import TranscriptView
 from app.widgets.voices_panel import VoicesPanel
 from app.worker import CallSetup, CallSummary, InferenceWorker, LiveUpdate
-from michi_core.conversations import ConversationStore, SourceRef
-from michi_core.model import MichiModel, load_model
+from michi_core.stores.conversations import ConversationStore, SourceRef
+from michi_core.model.model import MichiModel, load_model
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,14 @@ OVERLAY_MARGIN = 12
 def default_documents_panel() -> QWidget:
     """The Documents tab: the RAG panel, on Michi's database and the shared embedder."""
     from app.widgets.documents_panel import DocumentsPanel
-    from michi_core.rag import default_embedder
+    from michi_core.stores.rag import default_embedder
 
     return DocumentsPanel(None, default_embedder())
 
 
 def open_documents_for_call(store_path: Path | None, model: MichiModel):
     """The live call's retrieval over the user's documents (runs in the inference thread)."""
-    from michi_core.rag import call_injector
+    from michi_core.stores.rag import call_injector
 
     return call_injector(lambda text: len(model.tokenizer.encode(text)), model.config.backbone.max_positions,
                          store_path)

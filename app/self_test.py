@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ def _run(scratch: Path, input_path: str | None, preset_name: str | None, checkpo
     from app.model_loader import LoadRequest
     from app.widgets.conversation_control import CallState
     from app.widgets.documents_panel import DocumentsPanel
-    from michi_core.conversations import ConversationStore
-    from michi_core.rag import default_embedder
+    from michi_core.stores.conversations import ConversationStore
+    from michi_core.stores.rag import default_embedder
 
     if input_path is None:
         input_path = str(scratch / "voice.wav")

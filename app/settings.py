@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from michi_core.engine import SamplingSettings
+from michi_core.session.engine import SamplingSettings
 
 ORGANIZATION, APPLICATION = "Michi", "Michi"
 DEFAULT_SYSTEM_PROMPT = "You are Michi, a friendly voice assistant. Keep your answers short and natural."

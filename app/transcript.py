@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from michi_core.conversations import ASSISTANT, USER, SourceRef, Turn
+from michi_core.stores.conversations import ASSISTANT, USER, SourceRef, Turn
 
 
 @dataclass

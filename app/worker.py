@@ -34,10 +34,10 @@ from app.audio_port import AudioPort, EchoCanceller, SpeechEvents, VoiceActivity
 from app.call_devices import CallDevices
 from app.latency import LatencyMonitor, LatencySnapshot, VoicedFrame, percentile
 from app.transcript import Transcript
-from michi_core.conversations import ConversationStore, SourceRef, Turn
-from michi_core.engine import DuplexSession, SamplingSettings
-from michi_core.model import MichiModel
-from michi_core.rag.injector import ContextInjector
+from michi_core.stores.conversations import ConversationStore, SourceRef, Turn
+from michi_core.session.engine import DuplexSession, SamplingSettings
+from michi_core.model.model import MichiModel
+from michi_core.stores.rag.injector import ContextInjector
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +403,7 @@ class InferenceWorker(QObject):
 
     def _apply_voice(self, session: DuplexSession, voice_id: int) -> None:
         """In the worker thread: encode (or reuse) the voice for this model and prompt the session."""
-        from michi_core.voices import VoiceStore
+        from michi_core.stores.voices import VoiceStore
 
         try:
             with VoiceStore(self.setup.store_path) as store:

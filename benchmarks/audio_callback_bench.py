@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or n
 from app.audio.file_device import VirtualSoundDevice  # noqa: E402
 from app.audio.stream import AudioIO  # noqa: E402
 from app.audio.virtual_pulse import VirtualPulseAudio  # noqa: E402
-from michi_core.config import CodecConfig  # noqa: E402
+from michi_core.model.config import CodecConfig  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 RATE = CodecConfig.sample_rate

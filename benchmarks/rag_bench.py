@@ -29,8 +29,8 @@ from pypdf import PdfReader, PdfWriter
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
 
-from michi_core.bench import machine_info  # noqa: E402
-from michi_core.rag import ContextInjector, DocumentStore, Ingestor, Retriever, default_embedder  # noqa: E402
+from michi_core.session.bench import machine_info  # noqa: E402
+from michi_core.stores.rag import ContextInjector, DocumentStore, Ingestor, Retriever, default_embedder  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "rag"
 RESULTS = REPO / "benchmarks" / "results"

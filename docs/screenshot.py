@@ -54,7 +54,7 @@ def main() -> int:
     from app.model_loader import LoadRequest
     from app.widgets.conversation_control import CallState
     from app.widgets.documents_panel import DocumentsPanel
-    from michi_core.rag import DocumentStore, Ingestor, default_embedder
+    from michi_core.stores.rag import DocumentStore, Ingestor, default_embedder
 
     database = scratch / "michi.sqlite3"
     notes = scratch / "Oakhaven travel notes.md"

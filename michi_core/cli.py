@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .config import PRESETS, preset
+from michi_core.model.config import PRESETS, preset
 
 log = logging.getLogger(__name__)
 
 
 def parameter_breakdown(preset_name: str) -> list[tuple[str, int]]:
     """(component, exact parameter count) rows, built on the meta device: no weights needed."""
-    from .model import MichiModel
+    from michi_core.model.model import MichiModel
 
     model = MichiModel(preset(preset_name), meta=True)
 
@@ -57,7 +57,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_command
+    from michi_core.session.bench import bench_command
 
     bench_command(args.preset, args.device, args.frames, args.json, args.checkpoint,
                   args.variants.split(","), args.threads)
@@ -65,10 +65,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .audio import AudioFileError
-    from .chat import run_chat
-    from .engine import SamplingSettings
-    from .model import CheckpointError, load_model
+    from michi_core.audio import AudioFileError
+    from michi_core.session.chat import run_chat
+    from michi_core.session.engine import SamplingSettings
+    from michi_core.model.model import CheckpointError, load_model
 
     try:
         model = load_model(args.checkpoint, args.preset)
@@ -94,9 +94,9 @@ def cmd_codec(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .audio import AudioFileError, load_audio, pad_to_frames, save_audio
-    from .codec import Codec
-    from .model import DEFAULT_CHECKPOINT, CheckpointError, shipped_codec
+    from michi_core.audio import AudioFileError, load_audio, pad_to_frames, save_audio
+    from michi_core.model.codec import Codec
+    from michi_core.model.model import DEFAULT_CHECKPOINT, CheckpointError, shipped_codec
 
     checkpoint = args.checkpoint
     if checkpoint is None:

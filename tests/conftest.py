@@ -41,8 +41,8 @@ def voiced_tiny_model():
     makes the head ignore the backbone entirely, so no voice prompt could change the audio."""
     import torch
 
-    from michi_core.config import tiny
-    from michi_core.model import MichiModel
+    from michi_core.model.config import tiny
+    from michi_core.model.model import MichiModel
 
     torch.manual_seed(0)
     model = MichiModel(tiny()).eval()
@@ -56,7 +56,7 @@ def voiced_tiny_model():
 @pytest.fixture(scope="session")
 def small_model():
     """The `small` preset with the real SmolLM2 backbone (loaded once per test session)."""
-    from michi_core.config import small
-    from michi_core.model import MichiModel
+    from michi_core.model.config import small
+    from michi_core.model.model import MichiModel
 
     return MichiModel(small()).eval()

@@ -55,7 +55,7 @@ MIN_ADVERSARIAL_STEPS = 1000
 class Recipe:
     """What `reproduce` builds and trains for one model preset."""
 
-    preset: str  # the model preset (michi_core.config)
+    preset: str  # the model preset (michi_core.model.config)
     hours: float  # synthesized speech in the corpus (`data synth --hours`)
     voices: tuple[str, ...] | None  # synth voices (None: every piper and espeak voice)
     dialogue_voices: tuple[str, ...] | None  # the user's voices in dialogues (None: every espeak voice)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch and the model load when the command runs, not when `michi-train` starts
-    from michi_core.codec import Codec
+    from michi_core.model.codec import Codec
 
 SHIPPED_DTYPE = "float16"
 MAX_SHIPPED_ERROR_DB = -30.0  # the float16 copy's resynthesis error, relative to the signal
@@ -34,7 +34,7 @@ class ShipError(RuntimeError):
 
 
 def preset_of(codec: Codec) -> str:
-    from michi_core.config import PRESETS, preset
+    from michi_core.model.config import PRESETS, preset
 
     for name in PRESETS:
         if preset(name).codec == codec.config:
@@ -66,9 +66,9 @@ def ship_codec(checkpoint: str | Path, eval_dir: str | Path, run_dir: str | Path
     """Copy a codec checkpoint (float16) with its evaluation into assets/codecs/<preset>/."""
     import torch
 
-    from michi_core.codec import Codec
-    from michi_core.config import CheckpointError
-    from michi_core.model import SHIPPED_CODECS
+    from michi_core.model.codec import Codec
+    from michi_core.model.config import CheckpointError
+    from michi_core.model.model import SHIPPED_CODECS
 
     try:
         codec = Codec.from_pretrained(checkpoint)
@@ -144,7 +144,7 @@ def machine() -> dict:
     """The machine the codec was shipped from (michi bench's description of it)."""
     import torch
 
-    from michi_core.bench import machine_info
+    from michi_core.session.bench import machine_info
 
     return machine_info(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 INT16_SCALE = 32768.0
 

@@ -30,7 +30,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 log = logging.getLogger(__name__)
 

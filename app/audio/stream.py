@@ -52,7 +52,7 @@ import numpy as np
 import soxr
 
 from app.audio.ring import FloatRing
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import soxr
 import webrtcvad
 
 from app.audio_port import SpeechEvents
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 VAD_RATE = 16_000  # webrtcvad takes 8/16/32/48 kHz; 16 kHz covers speech and is the cheapest wide band
 PRE_EMPHASIS = 0.95  # y[n] = x[n] - 0.95 x[n-1]: the classic speech high-shelf

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from michi_core.rag import (
+from michi_core.stores.rag import (
     SUPPORTED_SUFFIXES,
     DocumentStore,
     Embedder,
@@ -41,7 +41,7 @@ from michi_core.rag import (
     default_embedder,
     expand_paths,
 )
-from michi_core.rag.ingest import CANCELLED, DUPLICATE
+from michi_core.stores.rag.ingest import CANCELLED, DUPLICATE
 
 log = logging.getLogger(__name__)
 

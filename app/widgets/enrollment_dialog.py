@@ -1,7 +1,7 @@
 """The enrollment dialog: record (or import) a few seconds of a voice, check the take, save it.
 
 The user reads the sentence shown while a level meter moves; recording stops by itself at
-MAX_TAKE_S. The take is judged by `michi_core.voice_checks.check_take` (the same rules as
+MAX_TAKE_S. The take is judged by `michi_core.stores.voice_checks.check_take` (the same rules as
 `michi voices add`), and each problem is said with what to do about it ("too quiet — move
 closer to the microphone"). A good take can be played back, named and saved to the voice store.
 
@@ -38,9 +38,9 @@ from app.audio_port import AudioPort
 from app.theme import USER_COLOR
 from app.threads import start_in_thread
 from app.widgets.level_meter import LevelMeter
-from michi_core.model import ASSETS_DIR
-from michi_core.voice_checks import MAX_TAKE_S, MIN_TAKE_S, TakeReport, check_take, normalize_loudness
-from michi_core.voices import STORE_RATE, VoiceError, VoiceStore, load_voice_file
+from michi_core.model.model import ASSETS_DIR
+from michi_core.stores.voice_checks import MAX_TAKE_S, MIN_TAKE_S, TakeReport, check_take, normalize_loudness
+from michi_core.stores.voices import STORE_RATE, VoiceError, VoiceStore, load_voice_file
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from app.theme import ASSISTANT_COLOR, USER_COLOR
-from michi_core.conversations import ASSISTANT, SPEAKER_LABELS, Turn
+from michi_core.stores.conversations import ASSISTANT, SPEAKER_LABELS, Turn
 
 EMPTY_HINT = ("Press <b>Start</b> and talk. Michi listens while it speaks, so you can interrupt "
               "it at any moment, just like on a phone call.")

@@ -2,7 +2,7 @@
 
 - Add a voice (record or import) through the enrollment dialog.
 - Preview: the model says a sentence in the selected voice through the streaming engine
-  (`michi_core.voices.speak`), played through the injected audio; Michi's own voice is the
+  (`michi_core.stores.voices.speak`), played through the injected audio; Michi's own voice is the
   first row, so the difference can be heard.
 - Use: marks the voice and emits `voice_chosen(id or None)`; the main window applies it with
   `VoiceStore.prompt_for` + `DuplexSession.set_voice` at the next call (or live). The chosen
@@ -38,9 +38,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.widgets.enrollment_dialog import EnrollmentDialog, Job, Recorder, run_job
-from michi_core.engine import SamplingSettings
-from michi_core.model import MichiModel
-from michi_core.voices import VoiceError, VoiceStore, speak
+from michi_core.session.engine import SamplingSettings
+from michi_core.model.model import MichiModel
+from michi_core.stores.voices import VoiceError, VoiceStore, speak
 
 log = logging.getLogger(__name__)
 

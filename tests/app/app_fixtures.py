@@ -10,7 +10,7 @@ import torch
 
 from app.model_loader import inference_threads
 from app.threads import _running, running_threads
-from michi_core.model import MichiModel, load_model
+from michi_core.model.model import MichiModel, load_model
 
 
 @functools.cache

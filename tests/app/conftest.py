@@ -22,7 +22,7 @@ import soxr
 from scipy import signal
 
 from app.audio.virtual_pulse import VirtualPulseAudio, pulseaudio_installed
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 log = logging.getLogger(__name__)
 

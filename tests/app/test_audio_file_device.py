@@ -10,7 +10,7 @@ import soundfile
 
 from app.audio.file_device import FileAudioDevice
 from app.audio.stream import AudioIO
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 RATE = CodecConfig.sample_rate
 FRAME = CodecConfig.frame_size

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from app.audio.stream import AudioIO
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 pytestmark = pytest.mark.audio
 log = logging.getLogger(__name__)

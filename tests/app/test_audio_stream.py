@@ -17,7 +17,7 @@ from fake_sounddevice import FakeSoundDevice, counter, tone
 
 from app.audio.file_device import CallbackFlags, VirtualDeviceSpec
 from app.audio.stream import AudioDeviceError, AudioIO, list_devices, resolve_device
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 RATE = CodecConfig.sample_rate
 FRAME = CodecConfig.frame_size

@@ -17,9 +17,9 @@ from app.audio.echo import HeadphonesBypass
 from app.audio.stream import AudioIO
 from app.audio_port import SpeechEvents
 from app.worker import ConversationLoop
-from michi_core.conversations import USER, ConversationStore
-from michi_core.engine import DuplexSession, SamplingSettings
-from michi_core.rag import (
+from michi_core.stores.conversations import USER, ConversationStore
+from michi_core.session.engine import DuplexSession, SamplingSettings
+from michi_core.stores.rag import (
     ChunkingConfig,
     ContextInjector,
     DocumentStore,

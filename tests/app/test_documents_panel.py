@@ -11,7 +11,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from app.widgets.documents_panel import CHUNKS, DOCUMENT_ID, PAGES, STATUS, TITLE, DocumentsPanel, _retiring
-from michi_core.rag import DocumentStore, default_embedder
+from michi_core.stores.rag import DocumentStore, default_embedder
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "rag" / "corpus"
 

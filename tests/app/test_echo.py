@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.audio.echo import EchoCanceller, HeadphonesBypass
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 pytest.importorskip("livekit.rtc", reason="the echo canceller needs the livekit package")
 

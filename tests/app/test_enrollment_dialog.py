@@ -14,8 +14,8 @@ from app.audio.file_device import FileAudioDevice
 from app.audio.stream import AudioIO
 from app.threads import running_threads
 from app.widgets.enrollment_dialog import AudioPortRecorder, EnrollmentDialog, load_scripts
-from michi_core.voice_checks import MAX_TAKE_S
-from michi_core.voices import STORE_RATE, VoiceStore
+from michi_core.stores.voice_checks import MAX_TAKE_S
+from michi_core.stores.voices import STORE_RATE, VoiceStore
 
 RATE = STORE_RATE
 

@@ -18,9 +18,9 @@ from app.threads import running_threads
 from app.widgets.conversation_control import CallState
 from app.widgets.level_meter import FLOOR_DB
 from app.widgets.voices_panel import VoicesPanel
-from michi_core.config import tiny
-from michi_core.conversations import USER, ConversationStore, SourceRef, Turn
-from michi_core.model import MichiModel
+from michi_core.model.config import tiny
+from michi_core.stores.conversations import USER, ConversationStore, SourceRef, Turn
+from michi_core.model.model import MichiModel
 
 FRAME_S = 0.08
 
@@ -233,7 +233,7 @@ def test_a_source_link_opens_the_passage_where_it_sits(qtbot, make_window, tmp_p
 
 
 def test_the_chosen_voice_is_remembered_and_given_to_the_next_call(qtbot, make_window, tmp_path):
-    from michi_core.voices import VoiceStore
+    from michi_core.stores.voices import VoiceStore
 
     settings = QSettings(str(tmp_path / "voices.ini"), QSettings.Format.IniFormat)
     rate = 24000

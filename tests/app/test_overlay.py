@@ -18,7 +18,7 @@ from app.main_window import MainWindow
 from app.model_loader import LoadRequest
 from app.widgets.conversation_control import CallState
 from app.widgets.latency_overlay import OVER_BUDGET, UNDER_BUDGET, LatencyOverlay
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 
 @pytest.fixture(autouse=True)

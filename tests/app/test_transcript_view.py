@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QAbstractSlider
 
 from app.widgets.transcript_view import TranscriptView
-from michi_core.conversations import ASSISTANT, USER, Turn
+from michi_core.stores.conversations import ASSISTANT, USER, Turn
 
 
 def turns(n: int) -> list[Turn]:

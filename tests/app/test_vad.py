@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.audio.vad import VoiceActivity
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 RATE = CodecConfig.sample_rate
 FRAME = CodecConfig.frame_size

@@ -9,9 +9,9 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.threads import running_threads
 from app.widgets.voices_panel import LENGTH, NAME, OWN_VOICE, VoicesPanel
-from michi_core.model import MichiModel
-from michi_core.voice_checks import check_take
-from michi_core.voices import STORE_RATE, VoiceStore, model_signature
+from michi_core.model.model import MichiModel
+from michi_core.stores.voice_checks import check_take
+from michi_core.stores.voices import STORE_RATE, VoiceStore, model_signature
 
 RATE = STORE_RATE
 

@@ -53,7 +53,7 @@ def base_aligner():
 
 @pytest.fixture(scope="session")
 def voice_bank():
-    from michi_core.config import CodecConfig
+    from michi_core.model.config import CodecConfig
     from training.data.voices import VoiceBank
 
     return VoiceBank(CodecConfig().sample_rate)

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from michi_core.config import CodecConfig
-from michi_core.tokenizer import ByteTokenizer
+from michi_core.model.config import CodecConfig
+from michi_core.model.tokenizer import ByteTokenizer
 from training.data.align import align_text, build_alignment, frame_tokens
 from training.data.audio import write_audio
 from training.data.manifest import Manifest

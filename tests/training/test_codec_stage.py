@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from michi_core.codec import Codec
+from michi_core.model.codec import Codec
 from training.stages.codec import CodecStage, CodecStageConfig
 from training.trainer import Trainer, add_config_arguments, config_from_arguments
 
@@ -68,7 +68,7 @@ def test_checkpoints_are_safetensors_and_old_ones_are_pruned(tmp_path, clips):
 
 
 def _tiny_codec_config():
-    from michi_core.config import tiny
+    from michi_core.model.config import tiny
 
     return tiny().codec
 

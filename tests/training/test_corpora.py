@@ -5,7 +5,7 @@ import random
 import numpy as np
 import soundfile as sf
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 from training.data.corpora import ingest, iter_folder, iter_libritts
 from training.data.manifest import Manifest
 from training.data.vad import segments_at_pauses, speech_frames

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from michi_core.config import CodecConfig, small, tiny
-from michi_core.tokenizer import load_tokenizer
+from michi_core.model.config import CodecConfig, small, tiny
+from michi_core.model.tokenizer import load_tokenizer
 from training.data.align import frame_tokens
 from training.data.dataset import (
     FrameDataset,

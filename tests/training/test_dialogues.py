@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 from training.data.dialogues import INTERRUPTION_OPENERS
 from training.data.manifest import Manifest
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from michi_core.codec import Codec
-from michi_core.config import preset
-from michi_core.model import MichiModel
+from michi_core.model.codec import Codec
+from michi_core.model.config import preset
+from michi_core.model.model import MichiModel
 from training.data.audio import read_audio
 from training.eval.asr import word_error_rate
 from training.eval.duplex import answer_latencies, answered_turn_ends, summarize, user_speech, voiced_frames

@@ -2,7 +2,7 @@
 
 import json
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 from training.data.manifest import Manifest, speaker_split, text_keys, text_split
 
 

@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from michi_core.codec import Codec
-from michi_core.engine import DuplexSession, SamplingSettings
-from michi_core.model import load_model
-from michi_core.voices import speak
+from michi_core.model.codec import Codec
+from michi_core.session.engine import DuplexSession, SamplingSettings
+from michi_core.model.model import load_model
+from michi_core.stores.voices import speak
 from training.eval.codec_eval import CODEC_LABELS
 from training.eval.model_eval import MODEL_LABELS
 from training.eval.report import lookup, reason_for

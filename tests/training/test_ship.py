@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from michi_core.codec import Codec
-from michi_core.config import tiny
+from michi_core.model.codec import Codec
+from michi_core.model.config import tiny
 from training.ship import ShipError, ship_codec
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from michi_core.engine import DuplexSession
-from michi_core.model import MichiModel
+from michi_core.session.engine import DuplexSession
+from michi_core.model.model import MichiModel
 from training.stages.speech import SpeechStage, SpeechStageConfig, batch_to_michi
 from training.trainer import Trainer
 

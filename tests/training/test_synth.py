@@ -10,7 +10,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 from training.data.espeak import Espeak
 from training.data.manifest import Manifest
 from training.data.voices import catalog

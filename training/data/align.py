@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 from michi_core.paths import cache_dir, sha256_of
-from michi_core.tokenizer import Tokenizer
+from michi_core.model.tokenizer import Tokenizer
 
 from .audio import read_audio, resample
 from .manifest import Manifest

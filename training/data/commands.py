@@ -136,7 +136,7 @@ def _text(args) -> int:
 
 
 def _stats(args) -> int:
-    from michi_core.config import CodecConfig
+    from michi_core.model.config import CodecConfig
 
     from .manifest import Manifest
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 from .align import DEFAULT_MAX_WER, Aligner, error_rate
 from .audio import read_audio, write_audio

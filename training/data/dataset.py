@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from michi_core.config import CodecConfig
-from michi_core.tokenizer import Tokenizer
+from michi_core.model.config import CodecConfig
+from michi_core.model.tokenizer import Tokenizer
 
 from .align import frame_tokens
 from .audio import read_audio

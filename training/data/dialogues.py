@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 from .align import DEFAULT_MAX_WER, PACK_SECONDS, Aligner, pack_by_duration, whisper_model_dir
 from .audio import write_audio

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 from .audio import write_audio
 from .manifest import Manifest, scheduled_split, speaker_split, text_keys, text_split

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 
 from .audio import resample
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from michi_core.audio import pad_to_frames
-from michi_core.codec import Codec, Posterior
+from michi_core.model.codec import Codec, Posterior
 from training.data.audio import read_audio, write_audio
 from training.losses import mel_loss
 

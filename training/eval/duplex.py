@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from michi_core.config import CodecConfig
+from michi_core.model.config import CodecConfig
 from training.data.vad import speech_frames
 
 ANSWER_WINDOW_S = 2.0  # an answer must start within this long after the user stops

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from michi_core.audio import pad_to_frames
-from michi_core.chat import voice_from_audio
-from michi_core.engine import DuplexSession, SamplingSettings, VoicePrompt
-from michi_core.model import MichiModel, TextBatch, load_model
-from michi_core.voices import MAX_SPEAK_S, speak
+from michi_core.stores.voices import voice_from_audio
+from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
+from michi_core.model.model import MichiModel, TextBatch, load_model
+from michi_core.stores.voices import MAX_SPEAK_S, speak
 from training.data.audio import read_audio, write_audio
 
 from .asr import Transcriber, word_error_rate

@@ -19,8 +19,8 @@ import soundfile as sf
 import torch
 
 from michi_core.audio import resample, to_mono
-from michi_core.codec import Codec
-from michi_core.config import preset
+from michi_core.model.codec import Codec
+from michi_core.model.config import preset
 
 from ..discriminators import Discriminators
 from ..losses import (discriminator_loss, feature_matching_loss, generator_adversarial_loss, mel_loss,

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from michi_core.codec import Codec
-from michi_core.config import preset
-from michi_core.model import IGNORE, MichiBatch, MichiModel, TextBatch, shift_right
+from michi_core.model.codec import Codec
+from michi_core.model.config import preset
+from michi_core.model.model import IGNORE, MichiBatch, MichiModel, TextBatch, shift_right
 
 from ..trainer import TrainConfig, step_generator
 

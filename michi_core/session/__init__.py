@@ -1,0 +1,1 @@
+"""Running the model: the streaming DuplexSession, headless chat and the benchmark."""

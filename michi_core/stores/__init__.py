@@ -1,0 +1,1 @@
+"""What Michi keeps for the user in SQLite: conversations, voices (with their checks) and documents (RAG)."""
