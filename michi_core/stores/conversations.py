@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from michi_core.audio import float_to_int16, int16_to_float
 from michi_core.stores.database import SqliteStore
 
 USER, ASSISTANT = "user", "assistant"  # the speakers of a turn
@@ -80,11 +81,11 @@ class Conversation:
 
 
 def _to_pcm16(wave: np.ndarray) -> bytes:
-    return (np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return float_to_int16(wave).astype("<i2").tobytes()  # little-endian on disk, whatever the machine
 
 
 def _from_pcm16(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<i2").astype(np.float32) / 32767.0
+    return int16_to_float(np.frombuffer(blob, dtype="<i2"))
 
 
 def _title_of(turns: list[Turn]) -> str:
@@ -111,7 +112,7 @@ def format_transcript(turns: list[Turn]) -> str:
 
 class ConversationStore(SqliteStore):
     def _create_schema(self) -> None:
-        with self.db.atomic():
+        with self.write():
             self.db.execute("""
                 CREATE TABLE IF NOT EXISTS conversations (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -150,7 +151,7 @@ class ConversationStore(SqliteStore):
         )
         for turn in turns:
             assert turn.speaker in SPEAKER_LABELS, f"unknown speaker {turn.speaker!r}"
-        with self.db.atomic():
+        with self.write():
             cursor = self.db.execute(
                 "INSERT INTO conversations (started_at, ended_at, title, model, sample_rate, duration_s, "
                 "user_audio, assistant_audio) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -196,7 +197,7 @@ class ConversationStore(SqliteStore):
                             assistant_audio=_from_pcm16(row[7]), turns=turns)
 
     def delete(self, conversation_id: int) -> None:
-        with self.db.atomic():
+        with self.write():
             self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
 
     def export(self, conversation_id: int, wav_path: Path | str) -> tuple[Path, Path]:

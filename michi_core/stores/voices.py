@@ -38,10 +38,16 @@ import torch
 
 from michi_core.audio import AudioFileError, load_audio, pad_to_frames, resample
 from michi_core.model.config import CodecConfig
-from michi_core.stores.database import SqliteStore
-from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
 from michi_core.model.model import MichiModel
-from michi_core.stores.voice_checks import MAX_TAKE_S, TakeReport, best_segment, check_take, normalize_loudness
+from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
+from michi_core.stores.database import SqliteStore
+from michi_core.stores.voice_checks import (
+    MAX_TAKE_S,
+    TakeReport,
+    best_segment,
+    check_take,
+    normalize_loudness,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +175,7 @@ def _now() -> str:
 
 class VoiceStore(SqliteStore):
     def _create_schema(self) -> None:
-        with self.db.atomic():
+        with self.write():
             # AUTOINCREMENT: ids of removed voices are never reused, so a saved choice of voice
             # (settings, a script) can never silently point at a newer voice.
             self.db.execute("""
@@ -243,7 +249,7 @@ class VoiceStore(SqliteStore):
         if wave.ndim != 1 or wave.size == 0:
             raise VoiceError("a voice needs mono audio with at least one sample")
         try:
-            with self.db.atomic():
+            with self.write():
                 cursor = self.db.execute(
                     "INSERT INTO voices (name, transcript, duration_s, source, created_at, sample_rate, "
                     "audio_flac) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -259,7 +265,7 @@ class VoiceStore(SqliteStore):
         name = self._valid_name(name)
         self.get(voice_id)
         try:
-            with self.db.atomic():
+            with self.write():
                 self.db.execute("UPDATE voices SET name = ? WHERE id = ?", [name, voice_id])
         except sqlite3.IntegrityError:
             raise self._name_taken(name) from None
@@ -267,7 +273,7 @@ class VoiceStore(SqliteStore):
 
     def remove(self, voice_id: int) -> bool:
         """Delete a voice and its cached latents; False if there was no such voice."""
-        with self.db.atomic():
+        with self.write():
             cursor = self.db.execute("DELETE FROM voices WHERE id = ?", [voice_id])
         return cursor.rowcount > 0
 
@@ -308,7 +314,7 @@ class VoiceStore(SqliteStore):
         wave = self.audio(voice_id, model.config.codec.sample_rate)
         prompt = voice_from_audio(model, wave, voice.transcript)
         latents = prompt.latents.detach().to("cpu", torch.float32).numpy()
-        with self.db.atomic():
+        with self.write():
             self.db["voice_latents"].upsert(
                 {"voice_id": voice_id, "model_signature": signature, "frames": latents.shape[0],
                  "latent_dim": latents.shape[1], "latents": latents.astype("<f4").tobytes(),

@@ -15,8 +15,23 @@ from michi_core.stores.rag.retrieval import Passage, Retriever
 from michi_core.stores.rag.store import Document, DocumentStore, DuplicateDocument
 
 __all__ = [
-    "ChunkingConfig", "ContextInjector", "Document", "DocumentStore", "DuplicateDocument", "Embedder",
-    "ExtractionError", "IngestProgress", "IngestResult", "Ingestor", "Injection", "MAX_FILE_BYTES",
-    "MiniLMEmbedder", "Passage", "Retriever", "SUPPORTED_SUFFIXES", "call_injector", "default_embedder",
+    "MAX_FILE_BYTES",
+    "SUPPORTED_SUFFIXES",
+    "ChunkingConfig",
+    "ContextInjector",
+    "Document",
+    "DocumentStore",
+    "DuplicateDocument",
+    "Embedder",
+    "ExtractionError",
+    "IngestProgress",
+    "IngestResult",
+    "Ingestor",
+    "Injection",
+    "MiniLMEmbedder",
+    "Passage",
+    "Retriever",
+    "call_injector",
+    "default_embedder",
     "expand_paths",
 ]

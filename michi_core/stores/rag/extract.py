@@ -8,15 +8,21 @@ and the text always describe the same version). Every way a file can be unusable
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from xml.etree import ElementTree
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx")
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")  # read as a stream (see `text_sections`)
+SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, ".pdf", ".html", ".htm", ".docx")
+# Text is chunked a section at a time, so memory stays bounded for any length (chunks do not
+# straddle sections: an overlap is lost once per MB of text, no more).
+SECTION_CHARS = 1 << 20
 # A .docx is a zip: cap what its main part may inflate to, so a zip bomb cannot eat the memory.
 MAX_DOCX_XML_BYTES = 200 * 1024 * 1024
 
@@ -55,8 +61,7 @@ def extract(path: Path, data: bytes) -> ExtractedText:
     else:
         result = _plain(decode_text(data))
         if suffix in (".md", ".markdown"):
-            heading = re.match(r"#\s+(.+)", result.text)
-            result.title = heading.group(1).strip() if heading else None
+            result.title = markdown_title(result.text)
     if not result.text.strip():
         raise ExtractionError("no text found in the file")
     return result
@@ -78,25 +83,111 @@ def decode_text(data: bytes, declared: str | None = None) -> tuple[str, list[str
     not binary is read as Windows-1252 (a superset of Latin-1, what most legacy Western text
     is) and says so in a note, because a wrong guess shows up as odd characters in results.
     """
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), []
-    head = data[:65536]
-    control = sum(1 for byte in head if byte < 32 and byte not in b"\t\n\r\f")
-    if b"\x00" in head or control > len(head) // 20:
-        raise ExtractionError("this looks like a binary file, not text: check it is the file you meant")
-    for encoding in filter(None, (declared, "utf-8-sig")):
-        try:
-            return data.decode(encoding), []
-        except (UnicodeDecodeError, LookupError):
-            continue
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError as error:
+    probe = EncodingProbe(declared)
+    probe.feed(data)
+    encoding, notes = probe.finish()
+    return data.decode(encoding), notes
+
+
+class EncodingProbe:
+    """Decides a text file's encoding from its bytes fed block by block (see `decode_text`), so a
+    large file is judged without holding it whole."""
+
+    HEAD_BYTES = 65536  # the binary check looks at the start only
+
+    def __init__(self, declared: str | None = None):
+        self.head = b""
+        self.size = 0
+        self.candidates = []  # (encoding, incremental decoder): the ones that still decode
+        for encoding in filter(None, (declared, "utf-8-sig", "cp1252")):
+            try:
+                self.candidates.append((encoding, codecs.getincrementaldecoder(encoding)()))
+            except LookupError:
+                continue
+        self.utf8_error: int | None = None  # offset of the first byte that is not UTF-8
+
+    def feed(self, block: bytes) -> None:
+        if len(self.head) < self.HEAD_BYTES:
+            self.head += block[: self.HEAD_BYTES - len(self.head)]
+        if not self.head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            still = []
+            for encoding, decoder in self.candidates:
+                try:
+                    decoder.decode(block)
+                    still.append((encoding, decoder))
+                except UnicodeDecodeError as error:
+                    if encoding == "utf-8-sig" and self.utf8_error is None:
+                        self.utf8_error = self.size + error.start
+            self.candidates = still
+        self.size += len(block)
+
+    def finish(self) -> tuple[str, list[str]]:
+        """(encoding, notes) for the whole file; raises ExtractionError for binary or undecodable data."""
+        if self.head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return "utf-16", []
+        head = self.head
+        control = sum(1 for byte in head if byte < 32 and byte not in b"\t\n\r\f")
+        if b"\x00" in head or control > len(head) // 20:
+            raise ExtractionError("this looks like a binary file, not text: check it is the file you meant")
+        for encoding, decoder in self.candidates:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                if encoding == "utf-8-sig" and self.utf8_error is None:
+                    self.utf8_error = self.size
+                continue
+            if encoding == "cp1252":
+                note = "not UTF-8: read as Windows-1252 (Latin-1); re-save as UTF-8 if characters look wrong"
+                return encoding, [note]
+            return encoding, []
         raise ExtractionError(
-            f"not valid UTF-8 text (bad byte at offset {error.start}) nor Windows-1252: "
+            f"not valid UTF-8 text (bad byte at offset {self.utf8_error}) nor Windows-1252: "
             "re-save the file as UTF-8"
-        ) from error
-    return text, ["not UTF-8: read as Windows-1252 (Latin-1); re-save as UTF-8 if characters look wrong"]
+        )
+
+
+def text_sections(blocks: Iterable[bytes], encoding: str, section_chars: int = SECTION_CHARS) -> Iterator[str]:
+    """A plain-text file's normalized text in pieces of about `section_chars`, cut at paragraph
+    (else line, else word) boundaries, blank pieces left out: the document's text is these pieces
+    joined by blank lines. Memory stays bounded however long the file is."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    buffer = ""
+    for block in blocks:
+        buffer += decoder.decode(block)
+        while len(buffer) >= section_chars:
+            cut = _section_cut(buffer, section_chars)
+            piece, buffer = normalize(buffer[:cut]), buffer[cut:]
+            if piece:
+                yield piece
+    piece = normalize(buffer + decoder.decode(b"", final=True))
+    if piece:
+        yield piece
+
+
+def split_sections(text: str, section_chars: int = SECTION_CHARS) -> Iterator[tuple[int, str]]:
+    """(offset, piece) of an extracted text cut like `text_sections`, pieces exactly text[offset:...]."""
+    offset = 0
+    while len(text) - offset > section_chars:
+        cut = offset + _section_cut(text[offset : offset + section_chars], section_chars)
+        yield offset, text[offset:cut]
+        offset = cut
+    yield offset, text[offset:]
+
+
+def _section_cut(buffer: str, section_chars: int) -> int:
+    """Where to cut a piece of at most section_chars: the last paragraph break in its second half,
+    else the last line break, else the last space, else hard."""
+    for separator in ("\n\n", "\n", " "):
+        cut = buffer.rfind(separator, section_chars // 2, section_chars)
+        if cut > 0:
+            return cut
+    return section_chars
+
+
+def markdown_title(text: str) -> str | None:
+    """A Markdown document's title: its first line when that is a heading."""
+    heading = re.match(r"#\s+(.+)", text)
+    return heading.group(1).strip() if heading else None
 
 
 def _plain(decoded: tuple[str, list[str]]) -> ExtractedText:

@@ -13,6 +13,7 @@ own on the same path.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ from michi_core.stores.rag.chunking import ChunkSpan
 
 log = logging.getLogger(__name__)
 
-INDEXED, FAILED = "indexed", "failed"  # the statuses a stored document can have
+# The statuses a stored document can have. INDEXING: its chunks are being written in batches by
+# the process `indexing_pid`; it is never listed nor searched, and is dropped if that process died.
+INDEXED, FAILED, INDEXING = "indexed", "failed", "indexing"
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,11 @@ class DocumentStore(SqliteStore):
         super().__init__(path)
         self._writes = 0  # our own commits; PRAGMA data_version only counts other connections'
         self._vector_cache: tuple[tuple, np.ndarray, np.ndarray] | None = None
+        if self.writable:
+            self._drop_interrupted()
 
     def _create_schema(self) -> None:
-        with self.db.atomic():
+        with self.write():
             # Plain SQL for these two: sqlite-utils cannot declare AUTOINCREMENT, and without it SQLite
             # reuses the ids of removed rows, so a transcript's link to a removed passage would
             # silently point at a newer one.
@@ -109,6 +114,8 @@ class DocumentStore(SqliteStore):
                     page INTEGER,
                     token_count INTEGER
                 )""")
+            if "indexing_pid" not in self.db["documents"].columns_dict:  # databases from before batches
+                self.db.execute("ALTER TABLE documents ADD COLUMN indexing_pid INTEGER")
             self.db["chunks"].create_index(["document_id", "ordinal"], if_not_exists=True)
             self.db["chunk_embeddings"].create(
                 {"chunk_id": int, "vector": bytes},  # float32, little-endian, the model's dim
@@ -121,10 +128,22 @@ class DocumentStore(SqliteStore):
                 # Porter stemming: "charging" in a question finds "charge" in a manual.
                 self.db["chunks"].enable_fts(["text"], create_triggers=True, tokenize="porter")
 
+    def _drop_interrupted(self) -> None:
+        """Remove documents left half-written by a process that died (killed, crashed, power cut)."""
+        rows = self.db.execute("SELECT id, indexing_pid FROM documents WHERE status = ?", [INDEXING]).fetchall()
+        dead = [document_id for document_id, pid in rows if not _alive(pid)]
+        if dead:
+            log.info("removing %d document(s) left half-indexed by a process that ended", len(dead))
+            with self.write():
+                self._delete(dead)
+            self._writes += 1
+
     # -- reading ---------------------------------------------------------------------------
 
     def documents(self) -> list[Document]:
-        return [_document(row) for row in self.db.query("SELECT * FROM documents ORDER BY id")]
+        """Indexed and failed documents (not those still being written), oldest first."""
+        rows = self.db.query("SELECT * FROM documents WHERE status != ? ORDER BY id", [INDEXING])
+        return [_document(row) for row in rows]
 
     def document(self, document_id: int) -> Document | None:
         rows = list(self.db.query("SELECT * FROM documents WHERE id = ?", [document_id]))
@@ -202,38 +221,79 @@ class DocumentStore(SqliteStore):
         vectors: np.ndarray,
         embedding_model: str,
     ) -> Document:
-        """Store one indexed document with its chunks and vectors, all in one transaction.
+        """Store one whole indexed document with its chunks and vectors, in one transaction
+        (what `begin_document`, `add_chunks` and `finish_document` do in batches)."""
+        with self.write():
+            document_id = self.begin_document(path=path, title=title, content_hash=content_hash,
+                                              size_bytes=size_bytes, embedding_model=embedding_model)
+            self.add_chunks(document_id, 0, chunks, texts, vectors)
+            return self.finish_document(document_id, chunk_count=len(chunks), page_count=page_count,
+                                        message=message)
 
-        Replaces what was stored for the same path (a re-added, edited file); raises
-        DuplicateDocument when identical content is already indexed, under any path.
-        """
-        assert len(chunks) == len(texts) == len(vectors), "one text and one vector per chunk"
-        with self.db.atomic():
+    def begin_document(self, *, path: str, title: str, content_hash: str, size_bytes: int,
+                       embedding_model: str) -> int:
+        """Start writing a document whose chunks come in batches; it stays invisible (INDEXING)
+        until `finish_document`. Raises DuplicateDocument when this content is indexed already."""
+        with self.write():
             existing = self.indexed_with_hash(content_hash)
             if existing is not None:
                 raise DuplicateDocument(existing)
-            same_path = self.db.query("SELECT id FROM documents WHERE path = ?", [path])
-            self._delete(row["id"] for row in same_path)
             document_id = self.db["documents"].insert({
                 "path": path, "title": title, "content_hash": content_hash, "size_bytes": size_bytes,
-                "status": INDEXED, "message": message, "enabled": 1, "added_at": _now(),
-                "page_count": page_count, "chunk_count": len(chunks), "embedding_model": embedding_model,
+                "status": INDEXING, "message": None, "enabled": 1, "added_at": _now(),
+                "page_count": None, "chunk_count": 0, "embedding_model": embedding_model,
+                "indexing_pid": os.getpid(),
             }).last_pk
+        return document_id
+
+    def add_chunks(self, document_id: int, first_ordinal: int, chunks: Sequence[ChunkSpan],
+                   texts: Sequence[str], vectors: np.ndarray) -> None:
+        """One batch of a document's chunks with their texts and vectors, in one transaction."""
+        assert len(chunks) == len(texts) == len(vectors), "one text and one vector per chunk"
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")
+        with self.write():
             self.db["chunks"].insert_all(
-                {"document_id": document_id, "ordinal": i, "text": text, "char_start": span.start,
-                 "char_end": span.end, "page": span.page, "token_count": span.token_count}
+                {"document_id": document_id, "ordinal": first_ordinal + i, "text": text,
+                 "char_start": span.start, "char_end": span.end, "page": span.page,
+                 "token_count": span.token_count}
                 for i, (span, text) in enumerate(zip(chunks, texts))
             )
             chunk_ids = [row[0] for row in self.db.execute(
-                "SELECT id FROM chunks WHERE document_id = ? ORDER BY ordinal", [document_id])]
-            vectors = np.ascontiguousarray(vectors, dtype="<f4")
+                "SELECT id FROM chunks WHERE document_id = ? AND ordinal >= ? ORDER BY ordinal",
+                [document_id, first_ordinal])]
             self.db["chunk_embeddings"].insert_all(
                 {"chunk_id": chunk_id, "vector": vector.tobytes()}
                 for chunk_id, vector in zip(chunk_ids, vectors)
             )
+
+    def finish_document(self, document_id: int, *, chunk_count: int, page_count: int | None,
+                        message: str | None) -> Document:
+        """Make a document begun with `begin_document` searchable, in place of what was stored for
+        its path (a re-added, edited file). Raises DuplicateDocument (and drops this one) when the
+        same content was indexed meanwhile, by another process."""
+        with self.write():
+            row = self.db.execute("SELECT path, content_hash FROM documents WHERE id = ? AND status = ?",
+                                  [document_id, INDEXING]).fetchone()
+            assert row is not None, f"document #{document_id} is not being indexed"
+            path, content_hash = row
+            existing = self.indexed_with_hash(content_hash)
+            if existing is not None:
+                self._delete([document_id])
+                raise DuplicateDocument(existing)
+            self._delete(other for (other,) in self.db.execute(
+                "SELECT id FROM documents WHERE path = ? AND id != ? AND status != ?",
+                [path, document_id, INDEXING]).fetchall())
+            self.db.execute(
+                "UPDATE documents SET status = ?, chunk_count = ?, page_count = ?, message = ?, "
+                "indexing_pid = NULL WHERE id = ?", [INDEXED, chunk_count, page_count, message, document_id])
         self._writes += 1
-        log.debug("indexed #%d %s: %d chunks", document_id, path, len(chunks))
+        log.debug("indexed #%d %s: %d chunks", document_id, path, chunk_count)
         return self.document(document_id)
+
+    def abandon_document(self, document_id: int) -> None:
+        """Drop a document that was being indexed (stopped, or failed half way)."""
+        with self.write():
+            self._delete([document_id])
 
     def record_failure(
         self, *, path: str, title: str, message: str, size_bytes: int | None = None,
@@ -241,26 +301,26 @@ class DocumentStore(SqliteStore):
     ) -> Document:
         """Remember a file that could not be indexed (replacing an earlier failure of that path),
         so the panel and `michi docs list` show why; an indexed copy of the path is kept."""
-        with self.db.atomic():
+        with self.write():
             self._delete(row["id"] for row in self.db.query(
                 "SELECT id FROM documents WHERE path = ? AND status = ?", [path, FAILED]
             ))
             document_id = self.db["documents"].insert({
                 "path": path, "title": title, "content_hash": content_hash, "size_bytes": size_bytes,
                 "status": FAILED, "message": message, "enabled": 1, "added_at": _now(),
-                "page_count": None, "chunk_count": 0, "embedding_model": None,
+                "page_count": None, "chunk_count": 0, "embedding_model": None, "indexing_pid": None,
             }).last_pk
         self._writes += 1
         return self.document(document_id)
 
     def set_enabled(self, document_id: int, enabled: bool) -> None:
-        with self.db.atomic():
+        with self.write():
             self.db.execute("UPDATE documents SET enabled = ? WHERE id = ?", [int(enabled), document_id])
         self._writes += 1
 
     def remove(self, document_id: int) -> bool:
         """Delete a document with its chunks and vectors; False when there was no such document."""
-        with self.db.atomic():
+        with self.write():
             found = self.document(document_id) is not None
             self._delete([document_id])
         self._writes += 1
@@ -278,7 +338,24 @@ class DocumentStore(SqliteStore):
 
 
 def _document(row: dict) -> Document:
+    row = dict(row)
+    row.pop("indexing_pid", None)
     return Document(**{**row, "enabled": bool(row["enabled"])})
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether a process with this id runs on this machine (Michi's database is per user, local)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive, not ours to judge
+        return True
+    except (OverflowError, OSError):
+        return False
+    return True
 
 
 def _now() -> str:
