@@ -34,6 +34,7 @@ from app.audio_port import AudioPort, EchoCanceller, SpeechEvents, VoiceActivity
 from app.call_devices import CallDevices
 from app.latency import LatencyMonitor, LatencySnapshot, VoicedFrame, percentile
 from app.transcript import Transcript
+from michi_core.audio import float_to_int16, int16_to_float
 from michi_core.stores.conversations import ConversationStore, SourceRef, Turn
 from michi_core.session.engine import DuplexSession, SamplingSettings
 from michi_core.model.model import MichiModel
@@ -201,8 +202,8 @@ class ConversationLoop:
             self.latency.model_voiced(voiced)
             self._speech_heard_until = play_at + len(result.audio)
         if len(self._user_frames) < self._max_recorded_frames:
-            self._user_frames.append(_to_int16(heard))
-            self._assistant_frames.append(_to_int16(result.audio))
+            self._user_frames.append(float_to_int16(heard))
+            self._assistant_frames.append(float_to_int16(result.audio))
         elif not self._recording_full:
             self._recording_full = True
             log.warning("the call is longer than %d min: the rest is not recorded", MAX_RECORDING_S // 60)
@@ -346,13 +347,9 @@ class ConversationLoop:
         """(user, assistant) float32 audio, aligned frame by frame: the call as the model lived it."""
         if not self._user_frames:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
-        user = np.concatenate(self._user_frames).astype(np.float32) / 32767.0
-        assistant = np.concatenate(self._assistant_frames).astype(np.float32) / 32767.0
+        user = int16_to_float(np.concatenate(self._user_frames))
+        assistant = int16_to_float(np.concatenate(self._assistant_frames))
         return user, assistant
-
-
-def _to_int16(frame: np.ndarray) -> np.ndarray:
-    return (np.clip(frame, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
 class InferenceWorker(QObject):

@@ -27,17 +27,16 @@ through a second resampler of ours; tests/app/test_echo.py holds it to the state
 24 kHz. The APM's internal rate conversion delays the cleaned mic by ~9 ms (measured: 223
 samples), which the VAD and the model do not mind.
 
-The APM speaks int16; conversion uses preallocated buffers, and the frames handed to the FFI
-are built once, so a frame costs no allocation besides the returned array.
+The APM speaks int16 (`michi_core.audio`'s one 16-bit scale); the int16 buffers and the frames
+handed to the FFI are built once and converted into in place.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from michi_core.audio import float_to_int16, int16_to_float
 from michi_core.model.config import CodecConfig
-
-INT16_SCALE = 32768.0
 
 
 class EchoCanceller:
@@ -69,7 +68,6 @@ class EchoCanceller:
         self._near = np.frombuffer(self._near_bytes, dtype=np.int16)
         self._far_frame = rtc.AudioFrame(self._far_bytes, sample_rate, 1, self.slice)
         self._near_frame = rtc.AudioFrame(self._near_bytes, sample_rate, 1, self.slice)
-        self._scaled = np.zeros(self.slice, dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -77,12 +75,6 @@ class EchoCanceller:
         self._apm = self._rtc.AudioProcessingModule(
             echo_cancellation=True, high_pass_filter=True, noise_suppression=self._noise_suppression
         )
-
-    def _to_int16(self, samples: np.ndarray, out: np.ndarray) -> None:
-        np.multiply(samples, INT16_SCALE, out=self._scaled)
-        np.clip(self._scaled, -INT16_SCALE, INT16_SCALE - 1, out=self._scaled)
-        np.rint(self._scaled, out=self._scaled)
-        out[:] = self._scaled
 
     def process(self, mic_frame: np.ndarray, played_reference: np.ndarray) -> np.ndarray:
         """The mic frame with the echo of `played_reference` removed (float32, same length)."""
@@ -95,13 +87,13 @@ class EchoCanceller:
         cleaned = np.empty(n, dtype=np.float32)
         for start in range(0, n, self.slice):
             stop = start + self.slice
-            self._to_int16(played_reference[start:stop], self._far)
+            float_to_int16(played_reference[start:stop], out=self._far)
             self._apm.process_reverse_stream(self._far_frame)
-            self._to_int16(mic_frame[start:stop], self._near)
+            float_to_int16(mic_frame[start:stop], out=self._near)
             if self.stream_delay_ms is not None:
                 self._apm.set_stream_delay_ms(self.stream_delay_ms)
             self._apm.process_stream(self._near_frame)
-            np.multiply(self._near, 1.0 / INT16_SCALE, out=cleaned[start:stop])
+            int16_to_float(self._near, out=cleaned[start:stop])
         return cleaned
 
 

@@ -1,9 +1,10 @@
 """Voice activity on the (echo-cancelled) mic: is the user speaking, and when did they stop?
 
-webrtcvad (the GMM detector from WebRTC) is tiny, fast (~30 us per sub-frame) and robust to
-level, but it only takes 8/16/32/48 kHz and 10/20/30 ms frames, and its raw decisions flicker.
-So each 80 ms model frame is resampled to 16 kHz (a streaming soxr resampler: no clicks at
-frame edges), cut into `sub_frame_ms` slices, and smoothed:
+The live call's definition of speech (`michi_core.vad` holds the one webrtcvad wrapper and says
+how each caller's definition differs): causal, on `sub_frame_ms` slices of 16 kHz audio, gated
+against a tracked noise floor. Each 80 ms model frame is resampled to 16 kHz (a streaming soxr
+resampler: no clicks at frame edges), cut into slices, and webrtcvad's flickering decisions are
+smoothed:
 
 - speech **starts** once `start_ms` of the last `start_window_ms` were voiced (a cough or a
   click is shorter), and the start is dated to the first voiced slice of that window;
@@ -11,11 +12,11 @@ frame edges), cut into `sub_frame_ms` slices, and smoothed:
   of the last voiced slice, not to the moment the hangover ran out. That end is what the
   response latency is measured from (end of user speech -> first model audio played).
 
-webrtcvad alone calls steady noise speech: the first ~100 ms of any noise, and for good a
-fan at -20 dBFS or mains hum (measured). So a slice counts as voiced only if webrtcvad says so
-*and* it stands `margin_db` above a tracked noise floor (follows the level down at once, up
-by `floor_rise_db_per_s`: speech has dips between syllables, steady noise has none), *and*
-it is louder than `floor_dbfs`, so the near-silence left after echo cancellation never fires.
+webrtcvad alone calls steady noise speech, so a slice counts as voiced only if webrtcvad says
+so *and* its pre-emphasised level stands `margin_db` above a tracked noise floor (follows the
+level down at once, up by `floor_rise_db_per_s`: speech has dips between syllables, steady noise
+has none), *and* it is louder than `floor_dbfs`, so the near-silence left after echo
+cancellation never fires.
 
 Positions are in model-rate samples since the detector started, the same unit as
 `AudioIO.captured_samples`.
@@ -29,12 +30,11 @@ from collections.abc import Callable
 
 import numpy as np
 import soxr
-import webrtcvad
 
 from app.audio_port import SpeechEvents
 from michi_core.model.config import CodecConfig
+from michi_core.vad import VAD_RATE, SliceVad, gate, slice_levels_db
 
-VAD_RATE = 16_000  # webrtcvad takes 8/16/32/48 kHz; 16 kHz covers speech and is the cheapest wide band
 PRE_EMPHASIS = 0.95  # y[n] = x[n] - 0.95 x[n-1]: the classic speech high-shelf
 
 
@@ -56,12 +56,11 @@ class VoiceActivity:
         on_speech_start: Callable[[int], None] | None = None,  # called with the start position
         on_speech_end: Callable[[int], None] | None = None,  # called with the end position
     ) -> None:
-        assert sub_frame_ms in (10, 20, 30), "webrtcvad takes 10, 20 or 30 ms frames"
-        assert 0 <= aggressiveness <= 3, "webrtcvad aggressiveness is 0..3"
         assert start_ms <= start_window_ms, "start_ms of voice must fit in the start window"
         self.sample_rate = sample_rate
         self.aggressiveness = aggressiveness
-        self.slice = VAD_RATE * sub_frame_ms // 1000  # samples per sub-frame at 16 kHz
+        self.sub_frame_ms = sub_frame_ms
+        self.slice = SliceVad(aggressiveness, sub_frame_ms).slice  # samples per sub-frame at 16 kHz
         self.start_window = max(1, round(start_window_ms / sub_frame_ms))  # in sub-frames
         self.start_count = max(1, round(start_ms / sub_frame_ms))
         self.hangover = max(1, round(hangover_ms / sub_frame_ms))
@@ -74,7 +73,7 @@ class VoiceActivity:
 
     def reset(self) -> None:
         """Start over: not speaking, positions from zero."""
-        self._vad = webrtcvad.Vad(self.aggressiveness)
+        self._vad = SliceVad(self.aggressiveness, self.sub_frame_ms)
         self._resampler = (
             soxr.ResampleStream(self.sample_rate, VAD_RATE, 1, dtype="float32", quality="LQ")
             if self.sample_rate != VAD_RATE else None
@@ -95,20 +94,17 @@ class VoiceActivity:
         return slice_index * self.slice * self.sample_rate // VAD_RATE
 
     def _is_voiced(self, samples: np.ndarray) -> bool:
-        # Level of the pre-emphasised slice: rumble and hum below ~300 Hz, where steady noise
-        # lives and speech has little energy, do not count.
-        emphasised = samples[1:] - PRE_EMPHASIS * samples[:-1]
-        level_db = 10 * math.log10(float(np.dot(emphasised, emphasised)) / len(emphasised) + 1e-12)
+        # Pre-emphasised: rumble and hum, where steady noise lives, do not count.
+        level_db = float(slice_levels_db(samples, self.slice, PRE_EMPHASIS)[0])
         if math.isinf(self._noise_db):
             self._noise_db = level_db
         elif level_db < self._noise_db:  # down quickly, but not into every trough of the noise
             self._noise_db += 0.3 * (level_db - self._noise_db)
         else:
             self._noise_db = min(level_db, self._noise_db + self.floor_rise_db)
-        pcm = np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16)
         # webrtcvad sees every slice, not only loud ones: it adapts its own noise model on them.
-        speech = self._vad.is_speech(pcm.tobytes(), VAD_RATE)
-        return speech and level_db >= self.floor_dbfs and level_db >= self._noise_db + self.margin_db
+        voiced = self._vad.is_speech(samples)
+        return bool(gate(voiced, level_db, self._noise_db, self.margin_db, self.floor_dbfs))
 
     def update(self, frame: np.ndarray) -> bool:
         """Feed one frame of mic audio (model rate); True while the user is speaking."""

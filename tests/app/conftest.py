@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soxr
 from scipy import signal
 
 from app.audio.virtual_pulse import VirtualPulseAudio, pulseaudio_installed
+from michi_core.audio import int16_to_float, resample
 from michi_core.model.config import CodecConfig
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ class _Espeak:
         # position 0, POS_CHARACTER, no end, espeakCHARS_UTF8
         assert self.lib.espeak_Synth(encoded, len(encoded) + 1, 0, 1, 0, 1, None, None) == 0
         self.lib.espeak_Synchronize()
-        audio = np.concatenate(self._chunks).astype(np.float32) / 32768.0
-        return soxr.resample(audio, self.rate, sample_rate).astype(np.float32)
+        audio = int16_to_float(np.concatenate(self._chunks))
+        return resample(audio, self.rate, sample_rate)
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ import random
 
 import pytest
 
+from michi_core.audio import save_audio
 from michi_core.model.config import CodecConfig
 from michi_core.model.tokenizer import ByteTokenizer
 from training.data.align import align_text, build_alignment, frame_tokens
-from training.data.audio import write_audio
 from training.data.manifest import Manifest
 
 CODEC = CodecConfig()
@@ -38,7 +38,7 @@ def test_filter_drops_a_mismatched_transcript(tmp_path, voice_bank):
     }
     for item_id, (said, label) in utterances.items():
         speech = voice_bank.speak("piper:joe", said, random.Random(1))
-        write_audio(tmp_path / f"{item_id}.flac", speech.audio, CODEC.sample_rate)
+        save_audio(tmp_path / f"{item_id}.flac", speech.audio, CODEC.sample_rate)
         manifest.add({"id": item_id, "kind": "utterance", "source": "synth", "split": "train",
                       "speaker": "piper:joe", "path": f"{item_id}.flac", "text": label,
                       "duration": len(speech.audio) / CODEC.sample_rate})

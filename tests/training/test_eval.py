@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from michi_core.audio import load_audio
 from michi_core.model.codec import Codec
 from michi_core.model.config import preset
 from michi_core.model.model import MichiModel
-from training.data.audio import read_audio
 from training.eval.asr import word_error_rate
 from training.eval.duplex import answer_latencies, answered_turn_ends, summarize, user_speech, voiced_frames
 from training.eval.heldout import held_out_rows
@@ -25,7 +25,7 @@ CODEC = preset("tiny").codec
 def held_out_speech(cli_corpus):
     """(24 kHz audio, text) of the first held-out utterance of the CLI corpus: espeak speech."""
     row = held_out_rows(cli_corpus.path, "utterance", 1)[0]
-    return read_audio(row["audio_path"], CODEC.sample_rate), row["text"]
+    return load_audio(row["audio_path"], CODEC.sample_rate), row["text"]
 
 
 def test_wer_compares_spoken_forms_and_counts_every_edit():

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from michi_core.audio import load_audio, resample
 from michi_core.model.config import CodecConfig
-from michi_core.paths import cache_dir, sha256_of
 from michi_core.model.tokenizer import Tokenizer
+from michi_core.paths import cache_dir, sha256_of
 
-from .audio import read_audio, resample
 from .manifest import Manifest
 from .normalize import comparison_words
 from .parallel import run_parallel
@@ -325,7 +325,7 @@ def _init_worker(model: str, threads: int, sample_rate: int) -> None:
 
 def _align_pack(pack: list[tuple[str, str, str, float]]) -> list[TextAlignment]:
     assert _aligner is not None, "worker not initialised"
-    clips = [(read_audio(path, _sample_rate), text) for _, path, text, _ in pack]
+    clips = [(load_audio(path, _sample_rate), text) for _, path, text, _ in pack]
     return _aligner.align_packed(clips, _sample_rate)
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from michi_core.audio import load_audio, save_audio
 from michi_core.model.config import CodecConfig
 
 from .align import DEFAULT_MAX_WER, Aligner, error_rate
-from .audio import read_audio, write_audio
 from .manifest import Manifest, speaker_split, text_keys
 from .vad import segments_at_pauses, speech_frames
 
@@ -102,18 +102,18 @@ def ingest(corpus_dir: str | Path, utterances: Iterator[SourceUtterance], max_se
             path = str(utt.audio_path.resolve())
             if not in_place:  # resample once into the corpus; 24 kHz mono files are used where they are
                 path = f"audio/{utt.source}/{utt.item_id}.flac"
-                audio = read_audio(utt.audio_path, codec.sample_rate)
-                write_audio(manifest.resolve(path), audio, codec.sample_rate)
+                audio = load_audio(utt.audio_path, codec.sample_rate)
+                save_audio(manifest.resolve(path), audio, codec.sample_rate)
             manifest.add({**base, "id": utt.item_id, "path": path, "text": utt.text,
                           "duration": info.duration, "text_keys": text_keys([utt.text])})
             counts["utterances"] += 1
             continue
         aligner = aligner or Aligner(whisper)
-        rows = _cut_long_recording(utt, read_audio(utt.audio_path, codec.sample_rate), aligner, codec,
+        rows = _cut_long_recording(utt, load_audio(utt.audio_path, codec.sample_rate), aligner, codec,
                                    max_seconds, max_wer)
         for row in rows:  # audio first, then the row: a killed ingest re-does this file, nothing worse
             audio = row.pop("audio")
-            write_audio(manifest.resolve(row["path"]), audio, codec.sample_rate)
+            save_audio(manifest.resolve(row["path"]), audio, codec.sample_rate)
         manifest.add_many([{**base, **row} for row in rows])  # all pieces of a recording, or none
         counts["long_recordings"] += 1
         counts["segments"] += len(rows)

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from michi_core.audio import load_audio
 from michi_core.model.config import CodecConfig
 from michi_core.model.tokenizer import Tokenizer
 
 from .align import frame_tokens
-from .audio import read_audio
 from .manifest import Manifest
 
 LATENTS_DIR = "latents"
@@ -72,7 +72,7 @@ class FrameDataset(Dataset):
         rate, frame_size = self.codec.frame_rate, self.codec.frame_size
         pad = self.tokenizer.pad_id
         if row["kind"] == "utterance":
-            audio = read_audio(self.root / row["path"], self.codec.sample_rate)
+            audio = load_audio(self.root / row["path"], self.codec.sample_rate)
             silence = np.zeros_like(audio)
             num_frames = -(-len(audio) // frame_size)
             if self.utterance_channel == "model":
@@ -85,8 +85,8 @@ class FrameDataset(Dataset):
                 text_model = np.full(num_frames, pad, np.int64)
                 text_user = frame_tokens(row["alignment"], self.tokenizer, rate, num_frames)
         else:
-            audio_model = read_audio(self.root / row["path"], self.codec.sample_rate)
-            audio_user = read_audio(self.root / row["user_path"], self.codec.sample_rate)
+            audio_model = load_audio(self.root / row["path"], self.codec.sample_rate)
+            audio_user = load_audio(self.root / row["user_path"], self.codec.sample_rate)
             num_frames = -(-len(audio_model) // frame_size)
             said = {role: [w for t in row["turns"] if t["role"] == role for w in t["words"]]
                     for role in ("assistant", "user")}

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from michi_core.audio import save_audio
 from michi_core.model.config import CodecConfig
 
 from .align import DEFAULT_MAX_WER, PACK_SECONDS, Aligner, pack_by_duration, whisper_model_dir
-from .audio import write_audio
 from .manifest import Manifest, scheduled_split, speaker_split, text_keys
 from .parallel import run_parallel
 from .textgen import BACKCHANNELS, Script, TextGenerator, Turn
@@ -213,7 +213,7 @@ def compose(job: DialogueJob, bank: VoiceBank, aligner: Aligner) -> dict:
         channels[record["role"]][begin:begin + len(audio)] += audio
     paths = {role: f"{job.audio_stem}.{role}.flac" for role in channels}
     for role, audio in channels.items():
-        write_audio(job.corpus_dir / paths[role], audio, rate)
+        save_audio(job.corpus_dir / paths[role], audio, rate)
     placed.sort(key=lambda r: r["start"])
     return {**row, "path": paths["assistant"], "user_path": paths["user"],
             "duration": len(channels["user"]) / rate, "sample_rate": rate, "turns": placed,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from michi_core.audio import int16_to_float
+
 # espeak_AUDIO_OUTPUT / flags / event types from speak_lib.h
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
@@ -112,7 +114,7 @@ class Espeak:
             error = self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             assert error == 0, f"espeak_Synth failed with error {error}"
             self._lib.espeak_Synchronize()
-            audio = (np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.int16)) / 32768.0
+            audio = int16_to_float(np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.int16))
             events = self._word_events
         duration = len(audio) / self.sample_rate
         words = _words_from_events(text, events, duration)

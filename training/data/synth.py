@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from michi_core.audio import save_audio
 from michi_core.model.config import CodecConfig
 
-from .audio import write_audio
 from .manifest import Manifest, scheduled_split, speaker_split, text_keys, text_split
 from .parallel import run_parallel
 from .textgen import TextGenerator, read_text_file
@@ -95,7 +95,7 @@ def _init_worker(sample_rate: int, threads: int) -> None:
 def _synthesize(job: SynthJob) -> dict:
     assert _bank is not None, "worker not initialised"
     speech = _bank.speak(job.speaker, job.text, random.Random(f"prosody:{job.item_id}"))
-    write_audio(job.audio_path, speech.audio, _bank.sample_rate)
+    save_audio(job.audio_path, speech.audio, _bank.sample_rate)
     return {
         "id": job.item_id, "kind": "utterance", "source": "synth", "split": job.split,
         "speaker": job.speaker, "path": job.relative_path, "text": job.text,

@@ -1,35 +1,31 @@
-"""Voice activity per 80 ms frame (webrtcvad) and cutting long recordings at pauses.
+"""Voice activity per 80 ms frame and cutting long recordings at pauses.
 
-webrtcvad accepts only 8/16/32/48 kHz audio in 10/20/30 ms frames, so each 80 ms frame is
-resampled to 16 kHz and split into 20 ms sub-frames; the frame is speech if any of them is.
+Speech here is webrtcvad's decision alone (`michi_core.vad`, the data pipeline's definition):
+the corpora are clean synthesized or studio speech, and what matters is where the pauses are.
+Each 80 ms frame is resampled to 16 kHz and split into 20 ms slices; the frame is speech if any
+of them is.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from michi_core.audio import resample
 from michi_core.model.config import CodecConfig
+from michi_core.vad import VAD_RATE, SliceVad
 
-from .audio import resample
-
-VAD_RATE = 16_000
-SUBFRAME_MS = 20
+SLICE_MS = 20
 
 
 def speech_frames(audio: np.ndarray, codec: CodecConfig, aggressiveness: int = 2) -> np.ndarray:
     """(n,) float32 at codec.sample_rate -> (T,) bool, T = ceil(n / frame_size): speech in frame t."""
-    import webrtcvad
-
-    vad = webrtcvad.Vad(aggressiveness)
+    vad = SliceVad(aggressiveness, SLICE_MS)
     frame_16k = round(codec.frame_size * VAD_RATE / codec.sample_rate)  # 1280 samples = 80 ms
-    sub = VAD_RATE * SUBFRAME_MS // 1000  # 320 samples = 20 ms
-    assert frame_16k % sub == 0, f"a frame of {codec.frame_ms} ms must split into {SUBFRAME_MS} ms sub-frames"
+    assert frame_16k % vad.slice == 0, f"a frame of {codec.frame_ms} ms must split into {SLICE_MS} ms slices"
     num_frames = -(-len(audio) // codec.frame_size)
     pcm = resample(audio, codec.sample_rate, VAD_RATE)
     pcm = np.pad(pcm, (0, num_frames * frame_16k - len(pcm)))[: num_frames * frame_16k]
-    pcm16 = (np.clip(pcm, -1, 1) * 32767).astype("<i2")  # (T * frame_16k,)
-    flags = np.array([vad.is_speech(pcm16[i:i + sub].tobytes(), VAD_RATE) for i in range(0, len(pcm16), sub)])
-    return flags.reshape(num_frames, frame_16k // sub).any(axis=1)  # (T,)
+    return vad.decisions(pcm).reshape(num_frames, frame_16k // vad.slice).any(axis=1)  # (T,)
 
 
 def segments_at_pauses(speech: np.ndarray, max_frames: int, min_pause_frames: int = 3,

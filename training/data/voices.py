@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import resample, trim_silence
+from michi_core.audio import resample, trim_silence
+
 from .espeak import TimedWord
 from .normalize import speakable
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from michi_core.audio import resample
 from training.data.align import WHISPER_RATE, whisper_model_dir
-from training.data.audio import resample
 from training.data.normalize import comparison_words
 
 

@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from michi_core.audio import pad_to_frames
+from michi_core.audio import load_audio, pad_to_frames, save_audio
 from michi_core.model.codec import Codec, Posterior
-from training.data.audio import read_audio, write_audio
 from training.losses import mel_loss
 
 from .asr import Transcriber, word_error_rate
@@ -71,7 +70,7 @@ def evaluate_codec(checkpoint: str | Path, corpus: str | Path, limit: int | None
     asr = Transcriber(whisper)
     items, posteriors = [], []
     for row in rows:
-        item, posterior = _score(codec, read_audio(row["audio_path"], sr), row["text"], quality, asr, audio_dir,
+        item, posterior = _score(codec, load_audio(row["audio_path"], sr), row["text"], quality, asr, audio_dir,
                                  row["id"])
         items.append({"id": row["id"], "speaker": row["speaker"], **item})
         posteriors.append(posterior)
@@ -88,7 +87,7 @@ def evaluate_codec(checkpoint: str | Path, corpus: str | Path, limit: int | None
         except RealSpeechError as error:
             recordings, unavailable["real"] = [], str(error)
         for recording in recordings:
-            item, _ = _score(codec, read_audio(recording.path, sr), recording.text, quality, asr, audio_dir,
+            item, _ = _score(codec, load_audio(recording.path, sr), recording.text, quality, asr, audio_dir,
                              f"real-{recording.id}")
             real_items.append({"id": recording.id, "path": str(recording.path), **item})
         if real_items:
@@ -122,7 +121,7 @@ def _score(codec: Codec, original: np.ndarray, text: str, quality: SpeechQuality
         "mel_distance": float(mel_loss(torch.from_numpy(resynthesized)[None], torch.from_numpy(original)[None], sr)),
     }
     if audio_dir is not None:
-        write_audio(audio_dir / f"{name}.resynthesized.flac", resynthesized, sr)
+        save_audio(audio_dir / f"{name}.resynthesized.flac", resynthesized, sr)
     log.info("%s: heard %r", name, item["heard_resynthesized"])
     return item, posterior
 

@@ -24,12 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from michi_core.audio import pad_to_frames
-from michi_core.stores.voices import voice_from_audio
-from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
+from michi_core.audio import load_audio, pad_to_frames, save_audio
 from michi_core.model.model import MichiModel, TextBatch, load_model
-from michi_core.stores.voices import MAX_SPEAK_S, speak
-from training.data.audio import read_audio, write_audio
+from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
+from michi_core.stores.voices import MAX_SPEAK_S, speak, voice_from_audio
 
 from .asr import Transcriber, word_error_rate
 from .duplex import ANSWER_WINDOW_S, dialogue_turn_taking, summarize
@@ -98,7 +96,7 @@ def say_wer(model: MichiModel, rows: list[dict], asr: Transcriber, seed: int,
                       max_seconds=speak_seconds(row["text"]))
         items.append({"id": row["id"], "text": row["text"], "heard": asr(audio, sr), "seconds": len(audio) / sr})
         if audio_dir is not None:
-            write_audio(audio_dir / f"say.{row['id']}.flac", audio, sr)
+            save_audio(audio_dir / f"say.{row['id']}.flac", audio, sr)
         log.info("say %r -> heard %r", row["text"], items[-1]["heard"])
     wer = word_error_rate([i["text"] for i in items], [i["heard"] for i in items])
     return {"wer": wer, "sentences": len(items), "seconds": float(np.mean([i["seconds"] for i in items]))}, items
@@ -123,7 +121,7 @@ def speaker_similarity(model: MichiModel, voices: list[dict], seed: int,
     encoder = SpeakerEncoder()
     generated, prompts, items = [], [], []
     for k, voice in enumerate(voices):
-        wave = read_audio(voice["audio_path"], sr)
+        wave = load_audio(voice["audio_path"], sr)
         sentence = voices[(k + 1) % len(voices)]["text"]  # held out, and not what the prompt says
         audio = speak(model, sentence, voice_prompt(model, wave, voice["text"]), SamplingSettings(seed=seed + k),
                       max_seconds=speak_seconds(sentence))
@@ -132,7 +130,7 @@ def speaker_similarity(model: MichiModel, voices: list[dict], seed: int,
         items.append({"speaker": voice["speaker"], "prompt": voice["id"], "sentence": sentence,
                       "similarity_to_prompt": float(generated[-1] @ prompts[-1])})
         if audio_dir is not None:
-            write_audio(audio_dir / f"clone.{voice['id']}.flac", audio, sr)
+            save_audio(audio_dir / f"clone.{voice['id']}.flac", audio, sr)
     scores = cloning_scores(np.stack(generated), np.stack(prompts))
     return {**scores, "speakers": len(voices)}, items
 
@@ -199,13 +197,13 @@ def duplex_behaviour(model: MichiModel, dialogues: list[dict], seed: int,
     sr = model.config.codec.sample_rate
     results = []
     for k, row in enumerate(dialogues):
-        user = read_audio(row["user_audio_path"], sr)
-        reference = read_audio(row["audio_path"], sr)
+        user = load_audio(row["user_audio_path"], sr)
+        reference = load_audio(row["audio_path"], sr)
         audio, context_fit = converse(model, user, row["context"], seed + k)
         results.append({"id": row["id"], "context_fit": context_fit,
                         **dialogue_turn_taking(audio, reference, row["turns"], model.config.codec)})
         if audio_dir is not None:
-            write_audio(audio_dir / f"duplex.{row['id']}.flac", audio, sr)
+            save_audio(audio_dir / f"duplex.{row['id']}.flac", audio, sr)
     return {**summarize(results), "contexts_left_out": sum(not r["context_fit"] for r in results)}, results
 
 

@@ -16,7 +16,7 @@ import logging
 
 import numpy as np
 
-from training.data.audio import resample
+from michi_core.audio import resample
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.audio import resample
+from michi_core.audio import resample
 
 SPEAKER_RATE = 16_000  # Hz: resemblyzer's rate
 MIN_VOICED_S = 0.5  # below this after silence trimming, embed the untrimmed clip instead
