@@ -81,7 +81,7 @@ def test_tokens_go_to_the_frame_where_their_word_starts():
 
 def test_whisper_base_is_assembled_once_and_checked(tmp_path):
     from michi_core.paths import cache_dir
-    from training.data.align import _check_sha, whisper_model_dir
+    from michi_core.model.whisper import check_model_sha, whisper_model_dir
 
     base = whisper_model_dir("base")
     assert base.is_relative_to(cache_dir()), "the assembled Whisper base lives in the cache"
@@ -89,6 +89,6 @@ def test_whisper_base_is_assembled_once_and_checked(tmp_path):
     corrupt = tmp_path / "model.bin"
     corrupt.write_bytes(b"not a model")
     with pytest.raises(RuntimeError, match="SHA-256"):
-        _check_sha(corrupt, "0" * 64)
+        check_model_sha(corrupt, "0" * 64)
     with pytest.raises(FileNotFoundError, match="neither"):
         whisper_model_dir(str(tmp_path / "missing"))
