@@ -63,9 +63,8 @@ def end_workers(code: int) -> None:
     (nothing it could be writing: calls are saved before their worker ends).
     """
     from app.threads import wait_for_threads
-    from app.widgets.documents_panel import wait_for_workers
 
-    if not (wait_for_threads(EXIT_WAIT_MS) and wait_for_workers(EXIT_WAIT_MS)):
+    if not wait_for_threads(EXIT_WAIT_MS):
         log.warning("exiting with a worker still busy")
         logging.shutdown()
         sys.stdout.flush()

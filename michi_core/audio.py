@@ -72,7 +72,8 @@ def load_audio(path: str | Path, sample_rate: int, max_seconds: float | None = N
     try:
         info = sf.info(str(path))
         if max_seconds is not None and info.duration > max_seconds:
-            raise AudioFileError(f"{path}: {info.duration:.0f} s is longer than the {max_seconds:.0f} s allowed")
+            raise AudioFileError(f"{path}: {info.duration:.0f} s is longer than the "
+                                 f"{max_seconds:.0f} s allowed")
         wave, rate = sf.read(str(path), dtype="float32", always_2d=False)
     except sf.LibsndfileError as error:
         raise AudioFileError(f"{path}: not a readable audio file ({error})") from error

@@ -3,8 +3,9 @@ them on or off for retrieval, remove them, and preview what a question would ret
 
 Indexing and searching run in two workers, each a QObject moved to its own QThread, so the GUI
 thread only reads the store (quick, WAL mode) and never waits on the embedding model: the
-search stays responsive while a long PDF is embedded. Closing never waits on a worker without a
-limit: the workers are asked to stop, and their threads are kept referenced until they finish.
+search stays responsive while a long PDF is embedded. Closing never waits on a worker: the
+workers are asked to stop, and `app.threads` keeps their threads referenced until they finish
+(and waits on them, for a bounded time, at application exit).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.threads import start_in_thread
 from michi_core.stores.rag import (
     SUPPORTED_SUFFIXES,
     DocumentStore,
@@ -48,23 +50,6 @@ log = logging.getLogger(__name__)
 TITLE, STATUS, CHUNKS, PAGES = range(4)
 DOCUMENT_ID = Qt.ItemDataRole.UserRole  # on store rows: the document id
 PENDING_PATH = Qt.ItemDataRole.UserRole + 1  # on rows of files still in a batch: their path
-SHUTDOWN_WAIT_MS = 3000  # at application exit only: a worker checks its stop flag about every second
-
-# Threads (with their workers) of closed panels, kept referenced until they end: a QThread or a
-# worker destroyed while the thread runs crashes the process.
-_retiring: dict[QThread, QObject] = {}
-
-
-class _Reaper(QObject):
-    """Lives in the GUI thread, so a finished thread's last references are dropped there and
-    never from inside the thread that is ending."""
-
-    @Slot()
-    def release(self) -> None:
-        _retiring.pop(self.sender(), None)
-
-
-_reaper: _Reaper | None = None
 
 
 class IngestWorker(QObject):
@@ -200,21 +185,12 @@ class DocumentsPanel(QWidget):
         self._search_worker.results.connect(self._on_results)
         self._search_worker.failed.connect(self._on_search_failed)
         self._search_requested.connect(self._search_worker.search)
-        self._threads = {self._start_thread(self._ingest_worker, "michi-ingest"): self._ingest_worker,
-                         self._start_thread(self._search_worker, "michi-search"): self._search_worker}
+        for worker, name in ((self._ingest_worker, "michi-ingest"), (self._search_worker, "michi-search")):
+            self._close_requested.connect(worker.close)
+            start_in_thread(worker, worker.start, name)
         self._shut_down = False
-        QCoreApplication.instance().aboutToQuit.connect(self._on_quit)
+        QCoreApplication.instance().aboutToQuit.connect(self.shutdown)  # quitting without closing the panel
         self.reload()
-
-    def _start_thread(self, worker: QObject, name: str) -> QThread:
-        thread = QThread()  # no parent: it must be able to outlive this panel
-        thread.setObjectName(name)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.start)
-        self._close_requested.connect(worker.close)
-        thread.finished.connect(worker.deleteLater)
-        thread.start()
-        return thread
 
     # -- the document list -------------------------------------------------------------------
 
@@ -346,10 +322,6 @@ class DocumentsPanel(QWidget):
 
     # -- shutdown ------------------------------------------------------------------------------
 
-    def _on_quit(self) -> None:
-        self.shutdown()
-        wait_for_workers()
-
     def closeEvent(self, event) -> None:
         self.shutdown()
         super().closeEvent(event)
@@ -368,14 +340,6 @@ class DocumentsPanel(QWidget):
         self._ingest_worker.batch_finished.disconnect(self._on_batch_finished)
         self._search_worker.results.disconnect(self._on_results)
         self._search_worker.failed.disconnect(self._on_search_failed)
-        global _reaper
-        if _reaper is None:
-            _reaper = _Reaper()
-            # Panels closed and gone before the application quits still have threads to wait for.
-            QCoreApplication.instance().aboutToQuit.connect(wait_for_workers)
-        for thread, worker in self._threads.items():
-            _retiring[thread] = worker
-            thread.finished.connect(_reaper.release)
         self._close_requested.emit()  # each worker closes its store and quits its own thread
         self.store.close()
 
@@ -391,11 +355,3 @@ class DocumentsPanel(QWidget):
             event.acceptProposedAction()
             self.add_files(paths)
 
-
-def wait_for_workers(timeout_ms: int = SHUTDOWN_WAIT_MS) -> bool:
-    """For application exit only: give stopped workers a bounded moment to finish their current
-    step, so no QThread is destroyed while running. True when all of them have ended."""
-    for thread in list(_retiring):
-        if not thread.wait(timeout_ms):
-            log.warning("worker thread %s still busy at exit", thread.objectName())
-    return all(thread.isFinished() for thread in _retiring)

@@ -2,24 +2,24 @@
 
 The user reads the sentence shown while a level meter moves; recording stops by itself at
 MAX_TAKE_S. The take is judged by `michi_core.stores.voice_checks.check_take` (the same rules as
-`michi voices add`), and each problem is said with what to do about it ("too quiet — move
-closer to the microphone"). A good take can be played back, named and saved to the voice store.
+`michi voices add`): a take that would clone badly is refused, each reason said with its numbers
+and what to do about it; one that would clone, but not at its best, can be saved and says what
+would be better ("quiet (the voice at -48 dBFS) — move closer to the microphone"). A take that
+passes can be played back, named and saved to the voice store.
 
 Audio goes through an injected `Recorder`; `AudioPortRecorder` adapts the app's audio layer
 (`app/audio_port.AudioPort`, the real `AudioIO`) to it, and tests hand in a fake that yields a
-crafted signal. Reading a file (long ones take a moment to decode and scan) runs in a `Job` off
-the GUI thread; the take checks are milliseconds and run in place.
+crafted signal. Reading a file (long ones take a moment to decode and scan) runs in a job
+(`app.threads.run_job`) off the GUI thread; the take checks are milliseconds and run in place.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -36,13 +36,17 @@ from PySide6.QtWidgets import (
 
 from app.audio_port import AudioPort
 from app.theme import USER_COLOR
-from app.threads import start_in_thread
+from app.threads import Job, run_job
 from app.widgets.level_meter import LevelMeter
 from michi_core.model.model import ASSETS_DIR
-from michi_core.stores.voice_checks import MAX_TAKE_S, MIN_TAKE_S, TakeReport, check_take, normalize_loudness
+from michi_core.stores.voice_checks import (
+    MAX_TAKE_S,
+    SUGGESTED_TAKE_S,
+    TakeReport,
+    check_take,
+    normalize_loudness,
+)
 from michi_core.stores.voices import STORE_RATE, VoiceError, VoiceStore, load_voice_file
-
-log = logging.getLogger(__name__)
 
 SCRIPTS_PATH = ASSETS_DIR / "enrollment_scripts.txt"
 POLL_INTERVAL_MS = 33  # ~30 Hz: the meter moves smoothly and the mic backlog never grows
@@ -115,42 +119,6 @@ class AudioPortRecorder:
         return self._to_play.size > 0 or self.port.playback_queued_samples > self.TAIL
 
 
-class Job(QObject):
-    """Runs one function in its own thread, then reports `done(result)` or `failed(message)`.
-
-    The function must not touch widgets, and must open its own store: SQLite connections
-    belong to the thread that opened them.
-    """
-
-    done = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, function: Callable[[], object]):
-        super().__init__()
-        self._function = function
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            self.done.emit(self._function())
-        except Exception as error:  # noqa: BLE001 - whatever broke, the widget shows it instead of dying
-            log.exception("background job failed")
-            self.failed.emit(str(error) or type(error).__name__)
-        finally:
-            QThread.currentThread().quit()
-
-
-def run_job(function: Callable[[], object], name: str, on_done: Callable[[object], None],
-            on_failed: Callable[[str], None]) -> Job:
-    """Start `function` in a new thread. The callbacks must be methods of a QObject living in the
-    GUI thread (a widget's): Qt then runs them there, and drops them if that object is gone."""
-    job = Job(function)
-    job.done.connect(on_done, Qt.ConnectionType.QueuedConnection)
-    job.failed.connect(on_failed, Qt.ConnectionType.QueuedConnection)
-    start_in_thread(job, job.run, name)
-    return job
-
-
 class EnrollmentDialog(QDialog):
     voice_saved = Signal(int)  # the new voice's id
 
@@ -171,7 +139,7 @@ class EnrollmentDialog(QDialog):
         self._device_open = False
         self._job: Job | None = None
 
-        intro = QLabel(f"Read the sentence below aloud, in your usual voice, {MIN_TAKE_S:.0f} to "
+        intro = QLabel(f"Read the sentence below aloud, in your usual voice, {SUGGESTED_TAKE_S:.0f} to "
                        f"{MAX_TAKE_S:.0f} seconds. Or import a recording of someone speaking.")
         intro.setWordWrap(True)
         intro.setObjectName("hint")
@@ -311,8 +279,14 @@ class EnrollmentDialog(QDialog):
         self.report = report
         self.take = normalize_loudness(wave, STORE_RATE) if report.ok else wave
         self._show_elapsed(len(wave) / STORE_RATE)
-        if report.ok:
+        if report.ok and not report.warnings:
             self._show_message(f"✓ {report.summary()}. {note}Play it back, name it and save.", "hint")
+        elif report.ok:
+            m = report.metrics
+            items = "".join(f"<li>{warning}</li>" for warning in report.warnings)
+            self._show_message(f"✓ Usable take: {m['duration_s']:.1f} s with {m['speech_s']:.1f} s of "
+                               f"speech. {note}It can be saved; a better one would clone better:"
+                               f"<ul>{items}</ul>", "hint")
         else:
             items = "".join(f"<li>{problem}</li>" for problem in report.problems)
             self._show_message(f"{note}This take will not clone well:<ul>{items}</ul>", "warning")

@@ -10,7 +10,8 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from app.widgets.documents_panel import CHUNKS, DOCUMENT_ID, PAGES, STATUS, TITLE, DocumentsPanel, _retiring
+from app.threads import running_threads
+from app.widgets.documents_panel import CHUNKS, DOCUMENT_ID, PAGES, STATUS, TITLE, DocumentsPanel
 from michi_core.stores.rag import DocumentStore, default_embedder
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "rag" / "corpus"
@@ -23,7 +24,7 @@ def panel(qtbot, tmp_path):
     panel.show()
     yield panel
     panel.shutdown()
-    qtbot.wait_until(lambda: not _retiring, timeout=20_000)
+    qtbot.wait_until(lambda: not running_threads(), timeout=20_000)
 
 
 def rows(panel) -> dict[str, tuple[str, str, str]]:
@@ -124,6 +125,6 @@ def test_closing_mid_ingest_returns_at_once_and_the_worker_stops(qtbot, tmp_path
     started = time.monotonic()
     panel.close()
     assert time.monotonic() - started < 0.5, "closing must not wait for the worker"
-    qtbot.wait_until(lambda: not _retiring, timeout=20_000)  # the threads end by themselves, quickly
+    qtbot.wait_until(lambda: not running_threads(), timeout=20_000)  # the threads end by themselves, quickly
     with DocumentStore(tmp_path / "michi.sqlite3") as store:
         assert store.documents() == [], "the abandoned file left nothing half-written"

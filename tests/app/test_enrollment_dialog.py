@@ -128,12 +128,11 @@ def test_a_good_take_is_played_back_named_and_saved(qtbot, open_dialog, good_tak
 
 
 @pytest.mark.parametrize("make_signal, advice", [
-    (lambda speech: np.zeros(8 * RATE, np.float32), "the recording is silent — check that the right mic"),
-    (lambda speech: speech * 0.02, "too quiet (your voice at"),
+    (lambda speech: np.zeros(8 * RATE, np.float32), "the recording is silent (its loudest moment is at -120"),
     (lambda speech: np.clip(speech * 8, -1, 1), "move back from the microphone or turn its input gain down"),
-    (lambda speech: speech[: 3 * RATE], "too short (3.0 s) — record at least 5 s"),
-    (lambda speech: np.random.default_rng(3).normal(0, 0.05, 8 * RATE), "no speech heard"),
-], ids=["silence", "quiet", "clipping", "short", "noise"])
+    (lambda speech: speech[RATE: RATE + RATE // 2], "too short: 0.5 s with"),
+    (lambda speech: np.random.default_rng(3).normal(0, 0.05, 8 * RATE), "no speech heard in 8.0 s"),
+], ids=["silence", "clipping", "short", "noise"])
 def test_a_bad_take_says_what_to_fix_and_cannot_be_saved(qtbot, open_dialog, good_take, make_signal, advice):
     recorder = FakeRecorder(make_signal(good_take))
     dialog = open_dialog(recorder)
@@ -143,6 +142,17 @@ def test_a_bad_take_says_what_to_fix_and_cannot_be_saved(qtbot, open_dialog, goo
     assert advice in dialog.report_label.text()
     assert not dialog.save_button.isEnabled()
     assert dialog.record_button.text() == "Record again"
+
+
+def test_a_quiet_take_says_what_would_be_better_and_can_be_saved(qtbot, open_dialog, good_take):
+    recorder = FakeRecorder(good_take * 0.02)  # the voice near -50 dBFS, the room far below it
+    dialog = open_dialog(recorder)
+    qtbot.keyClicks(dialog.name_edit, "Quiet")
+    record(qtbot, dialog, recorder)
+    assert dialog.report.ok, dialog.report.problems
+    text = dialog.report_label.text()
+    assert text.startswith("✓ Usable take") and "move closer to the microphone" in text
+    assert dialog.save_button.isEnabled()
 
 
 def test_recording_stops_by_itself_at_the_limit(qtbot, open_dialog, speech_like):

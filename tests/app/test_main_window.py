@@ -186,7 +186,7 @@ def test_closing_mid_call_returns_at_once_and_the_call_ends_cleanly(qtbot, make_
 
 
 def test_documents_and_voices_tabs_have_their_panels(qtbot, make_window):
-    from app.widgets.documents_panel import DocumentsPanel, _retiring
+    from app.widgets.documents_panel import DocumentsPanel
 
     window = make_window(load_request=None, load_on_start=False,
                          documents_panel_factory=default_documents_panel)
@@ -195,7 +195,7 @@ def test_documents_and_voices_tabs_have_their_panels(qtbot, make_window):
     assert isinstance(window.documents_panel, DocumentsPanel)
     assert isinstance(window.voices_panel, VoicesPanel) and window.tabs.widget(2) is window.voices_panel
     window.close()
-    qtbot.wait_until(lambda: not _retiring, timeout=20_000)
+    qtbot.wait_until(lambda: not running_threads(), timeout=20_000)
 
 
 def test_a_typed_message_joins_the_live_call_and_shows_as_typed(qtbot, make_window):
