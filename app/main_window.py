@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 from app.call_devices import device_names, open_call_devices
 from app.latency import LatencySnapshot
 from app.model_loader import LoadedModel, LoadFunction, LoadRequest, ModelLoader
-from app.settings import Preferences, load_preferences, open_settings, save_preferences
+from app.settings import Preferences, SettingsKey, load_preferences, open_settings, save_preferences
 from app.theme import ASSISTANT_COLOR, USER_COLOR
 from app.threads import start_in_thread
 from app.widgets.conversation_control import CallState, ConversationControl
@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
         self.settings_panel.reload_model_requested.connect(self.load_model)
         self.documents_panel = documents_panel_factory()
         self.voices_panel = VoicesPanel(self._open_recorder, None, store_path)
-        self.voices_panel.set_chosen_voice(self.settings.value("voices/chosen", None, type=int))
+        self.voices_panel.set_chosen_voice(self.settings.value(SettingsKey.CHOSEN_VOICE, None, type=int))
         self.voices_panel.voice_chosen.connect(self.choose_voice)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
         self.poll_timer.start()
 
         self.resize(1040, 700)
-        geometry = self.settings.value("window/geometry")
+        geometry = self.settings.value(SettingsKey.WINDOW_GEOMETRY)
         if geometry is not None:
             self.restoreGeometry(geometry)
         self._set_state(CallState.NO_MODEL)
@@ -222,7 +222,7 @@ class MainWindow(QMainWindow):
         export_json.triggered.connect(lambda: self._choose_latency_export("json"))
         view.addAction(export_csv)
         view.addAction(export_json)
-        self.overlay_action.setChecked(self.settings.value("window/overlay", False, type=bool))
+        self.overlay_action.setChecked(self.settings.value(SettingsKey.OVERLAY_SHOWN, False, type=bool))
 
     # -- the model --------------------------------------------------------------------------------
     def load_request(self) -> LoadRequest:
@@ -425,9 +425,9 @@ class MainWindow(QMainWindow):
     def choose_voice(self, voice_id: int | None) -> None:
         """The Voices panel chose Michi's voice: remember it; a live call switches at once."""
         if voice_id is None:
-            self.settings.remove("voices/chosen")
+            self.settings.remove(SettingsKey.CHOSEN_VOICE)
         else:
-            self.settings.setValue("voices/chosen", voice_id)
+            self.settings.setValue(SettingsKey.CHOSEN_VOICE, voice_id)
         if voice_id is not None and self.worker is not None and self.control.state is CallState.LIVE:
             if self.worker.set_voice(voice_id):
                 self.statusBar().showMessage("Michi switches to the new voice now", 5000)
@@ -555,8 +555,8 @@ class MainWindow(QMainWindow):
             shutdown = getattr(panel, "shutdown", None)
             if shutdown is not None:
                 shutdown()
-        self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/overlay", self.overlay_action.isChecked())
+        self.settings.setValue(SettingsKey.WINDOW_GEOMETRY, self.saveGeometry())
+        self.settings.setValue(SettingsKey.OVERLAY_SHOWN, self.overlay_action.isChecked())
         self.settings.sync()
         super().closeEvent(event)
 

@@ -29,6 +29,7 @@ import shutil
 import time
 import typing
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,21 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 log = logging.getLogger(__name__)
+
+
+class Precision(StrEnum):
+    """How the training step computes. A str enum: stage configs saved as JSON hold the plain
+    strings, and those keep loading."""
+
+    AUTO = "auto"  # bf16 autocast on CUDA, fp32 on CPU
+    FP32 = "fp32"
+    BF16 = "bf16"  # autocast: matmuls in bf16, weights and optimizer state stay fp32
+
+
+# Fields older stage configs may hold that mean nothing now; read and ignored. num_workers: no
+# DataLoader reads the data; each stage builds a step's batch itself, in the training process, as
+# a pure function of seed and step (which is what makes a resumed run see the same batches).
+RETIRED_FIELDS = frozenset({"num_workers"})
 
 
 @dataclass
@@ -53,10 +69,14 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     seed: int = 0
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16
-    num_workers: int = 0  # DataLoader workers (0: load in the training process)
+    precision: Precision = Precision.AUTO
     max_minutes: float = 0.0  # stop and save after this much wall time (0: no limit)
     device: str = "auto"  # auto: cuda if available
+
+    def __post_init__(self) -> None:
+        if self.precision not in set(Precision):
+            raise ValueError(f"unknown precision {self.precision!r}: one of {', '.join(Precision)}")
+        self.precision = Precision(self.precision)  # a string from JSON or the command line: the member
 
 
 class Stage(typing.Protocol):
@@ -136,9 +156,9 @@ class Trainer:
         self.rank, self.world = _init_distributed()
         self.device = _pick_device(self.config.device, self.rank)
         precision = self.config.precision
-        if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
-        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        if precision is Precision.AUTO:
+            precision = Precision.BF16 if self.device.type == "cuda" else Precision.FP32
+        self.autocast_dtype = torch.bfloat16 if precision is Precision.BF16 else None
         self.out_dir = Path(self.config.out_dir)
         self.step = 0
         seed_everything(self.config.seed + self.rank)
@@ -366,6 +386,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         if kind is bool:
             parser.add_argument(option, type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
                                 metavar="BOOL")
+        elif isinstance(default, StrEnum):
+            parser.add_argument(option, type=kind, choices=list(kind), default=None)
         elif kind in (int, float, str):
             parser.add_argument(option, type=kind, default=None)
         elif default is None:
@@ -376,6 +398,9 @@ def config_from_arguments(config_class: type, args: argparse.Namespace):
     values = {}
     if getattr(args, "config", None):
         values.update(json.loads(Path(args.config).read_text()))
+        for name in RETIRED_FIELDS & set(values):
+            log.info("%s: ignoring %s (no longer a setting)", args.config, name)
+            del values[name]
     for f in dataclasses.fields(config_class):
         value = getattr(args, f.name, None)
         if value is not None:

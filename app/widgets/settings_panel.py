@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.settings import Preferences
+from app.settings import ComputeDevice, Preferences
 
 SYSTEM_DEFAULT = "System default"
 EAGERNESS_STEPS = 10  # slider ticks per unit of PAD bias
@@ -57,8 +57,9 @@ class SettingsPanel(QWidget):
         checkpoint_row.addWidget(self.checkpoint, 1)
         checkpoint_row.addWidget(browse)
         self.compute_device = QComboBox()
-        self.compute_device.addItem("CPU", "cpu")
-        self.compute_device.addItem("CUDA GPU" if cuda_available else "CUDA GPU (not available here)", "cuda")
+        self.compute_device.addItem("CPU", ComputeDevice.CPU.value)
+        self.compute_device.addItem("CUDA GPU" if cuda_available else "CUDA GPU (not available here)",
+                                    ComputeDevice.CUDA.value)
         if not cuda_available:
             self.compute_device.model().item(1).setEnabled(False)
 
@@ -164,7 +165,7 @@ class SettingsPanel(QWidget):
             input_device=self.input_device.currentData() or "",
             output_device=self.output_device.currentData() or "",
             checkpoint=self.checkpoint.text().strip(),
-            compute_device=self.compute_device.currentData(),
+            compute_device=ComputeDevice(self.compute_device.currentData()),
             temperature=round(self.temperature.value(), 3),
             eagerness=self.eagerness.value() / EAGERNESS_STEPS,
             system_prompt=self.system_prompt.toPlainText().strip(),

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +81,20 @@ class FlowConfig:
     sample_steps: int = 1  # Euler steps at inference; rectified flow makes 1 step usable
 
 
+class BackboneSource(StrEnum):
+    """Where the backbone's weights come from. A str enum: configs saved as JSON hold the plain
+    strings ("random", "gguf", "pretrained"), and those keep loading."""
+
+    RANDOM = "random"  # initialized from the sizes in BackboneConfig
+    GGUF = "gguf"  # a GGUF file (name_or_path: package-relative file)
+    PRETRAINED = "pretrained"  # a Hugging Face id (in the local cache) or a local directory
+
+
 @dataclass
 class BackboneConfig:
     """The Llama/SmolLM text backbone and where its weights come from."""
 
-    source: str = "random"  # "random": init from the sizes below; "gguf": a GGUF file; "pretrained": HF id/path
+    source: BackboneSource = BackboneSource.RANDOM
     name_or_path: str | None = None  # GGUF package/file or hub id / local directory
     hidden_size: int = 576
     num_layers: int = 30
@@ -101,6 +111,11 @@ class BackboneConfig:
     tokenizer: str = "smollm"
     pad_token: str = "<empty_output>"  # inner-monologue PAD: "no new text this frame"
     eos_token: str = "<|im_end|>"  # end of the model's turn
+
+    def __post_init__(self) -> None:
+        if self.source not in set(BackboneSource):
+            raise ValueError(f"unknown backbone source {self.source!r}: one of {', '.join(BackboneSource)}")
+        self.source = BackboneSource(self.source)  # a string read from JSON becomes the member
 
     @property
     def head_dim(self) -> int:
@@ -212,7 +227,7 @@ def tiny() -> MichiConfig:
         listen=ListenConfig(encoder_channels=4, encoder_max_channels=16, width=32, num_layers=2),
         flow=FlowConfig(width=32, num_blocks=2, time_embed_dim=16),
         backbone=BackboneConfig(
-            source="random",
+            source=BackboneSource.RANDOM,
             hidden_size=32,
             num_layers=2,
             num_heads=4,
@@ -232,7 +247,7 @@ def small() -> MichiConfig:
     """The embedded default: SmolLM2-135M-Instruct (offline GGUF) with light speech heads."""
     return MichiConfig(
         preset="small",
-        backbone=BackboneConfig(source="gguf", name_or_path=SMOLLM2_GGUF),
+        backbone=BackboneConfig(source=BackboneSource.GGUF, name_or_path=SMOLLM2_GGUF),
     )
 
 
@@ -244,7 +259,7 @@ def michi_530m() -> MichiConfig:
         listen=ListenConfig(encoder_channels=64, encoder_max_channels=512, width=768, num_layers=8),
         flow=FlowConfig(width=1024, num_blocks=9),
         backbone=BackboneConfig(
-            source="pretrained",
+            source=BackboneSource.PRETRAINED,
             name_or_path=SMOLLM_360M,
             hidden_size=960,
             num_layers=32,

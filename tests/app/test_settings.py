@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSettings
 
-from app.settings import Preferences, load_preferences, open_settings, save_preferences
+from app.settings import ComputeDevice, Preferences, load_preferences, open_settings, save_preferences
 from app.widgets.settings_panel import SettingsPanel
 
 
 def test_preferences_round_trip_through_an_ini_file(tmp_path):
     path = str(tmp_path / "prefs.ini")
     chosen = Preferences(input_device="USB Headset Mic", output_device="USB Headset", checkpoint="/models/x",
-                         compute_device="cuda", temperature=0.35, eagerness=-1.5, system_prompt="Be brief.",
-                         headphones=True)
+                         compute_device=ComputeDevice.CUDA, temperature=0.35, eagerness=-1.5,
+                         system_prompt="Be brief.", headphones=True)
     save_preferences(QSettings(path, QSettings.Format.IniFormat), chosen)
     assert load_preferences(QSettings(path, QSettings.Format.IniFormat)) == chosen, (
         "INI files hand back strings: every field must come back with its own type"
@@ -21,10 +21,14 @@ def test_preferences_round_trip_through_an_ini_file(tmp_path):
 
 def test_an_edited_file_falls_back_to_defaults(tmp_path):
     path = tmp_path / "prefs.ini"
-    path.write_text("[preferences]\ntemperature=warm\nheadphones=yes\n")
+    path.write_text("[preferences]\ntemperature=warm\nheadphones=yes\ncompute_device=tpu\n")
     loaded = load_preferences(QSettings(str(path), QSettings.Format.IniFormat))
     assert loaded.temperature == Preferences().temperature
     assert loaded.headphones is True
+    assert loaded.compute_device is ComputeDevice.CPU, "an unknown device falls back to the default"
+    path.write_text("[preferences]\ncompute_device=cuda\n")  # as files written before the enum hold it
+    loaded = load_preferences(QSettings(str(path), QSettings.Format.IniFormat))
+    assert loaded.compute_device is ComputeDevice.CUDA
 
 
 def test_open_settings_is_isolated_under_michi_home(michi_home):

@@ -9,14 +9,7 @@ import torch
 from michi_core.model.config import CodecConfig, small, tiny
 from michi_core.model.tokenizer import load_tokenizer
 from training.data.align import frame_tokens
-from training.data.dataset import (
-    FrameDataset,
-    TextDataset,
-    frame_loader,
-    latents_path,
-    mixed_batches,
-    text_loader,
-)
+from training.data.dataset import FrameDataset, TextDataset, collate_frames, collate_text, latents_path
 from training.data.manifest import Manifest
 from training.data.text_only import build_text_only
 
@@ -74,7 +67,7 @@ def test_batches_pad_and_mask_and_carry_cached_latents(cli_corpus, tokenizer):
     cached = np.random.default_rng(0).standard_normal((frames_1, latent_dim)).astype(np.float32)  # (T, D)
     np.save(path, cached)
     try:
-        batch = next(iter(frame_loader(dataset, batch_size=4, shuffle=False)))
+        batch = collate_frames([dataset[i] for i in range(4)], tokenizer.pad_id, F)
     finally:
         path.unlink()
     lengths = [dataset[i]["num_frames"] for i in range(4)]
@@ -118,17 +111,17 @@ def test_dialogue_sample_fills_both_channels(scripted_dialogue, tokenizer):
     assert (sample["text_user"] != tokenizer.pad_id).sum() == user_tokens
 
 
-def test_text_only_samples_mix_into_the_batches(tmp_path, cli_corpus, tokenizer):
+def test_text_only_rows_end_in_eos_and_collate_with_masks(tmp_path, tokenizer):
     summary = build_text_only(tmp_path, count=12, seed=0)
     assert summary["new_rows"] == 12 and build_text_only(tmp_path, count=12)["new_rows"] == 0, "resumes"
     texts = TextDataset(tmp_path, tokenizer, split="train", max_tokens=64)
     assert 0 < len(texts) <= 12
     sample = texts[0]
     assert sample["tokens"][-1] == tokenizer.eos_id or len(sample["tokens"]) == 64
-    frames = frame_loader(FrameDataset(cli_corpus.path, tokenizer, CODEC), batch_size=2, shuffle=False)
-    kinds = [kind for kind, _ in mixed_batches(frames, text_loader(texts, batch_size=2), text_every=3)]
-    assert kinds[:8] == ["frames"] * 3 + ["text"] + ["frames"] * 3 + ["text"]
-    assert kinds.count("frames") == len(frames)
+    batch = collate_text([texts[0], texts[1]], tokenizer.pad_id)
+    lengths = [len(texts[0]["tokens"]), len(texts[1]["tokens"])]
+    assert batch["tokens"].shape == (2, max(lengths)) and batch["mask"].sum(1).tolist() == lengths
+    assert (batch["tokens"][~batch["mask"]] == tokenizer.pad_id).all()
 
 
 def test_backbone_bpe_tokens_land_on_word_frames():

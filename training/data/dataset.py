@@ -1,10 +1,11 @@
-"""Frame-aligned training batches over a corpus manifest (torch Dataset / DataLoader).
+"""Frame-aligned training samples over a corpus manifest (torch Datasets) and their collation.
 
 One sample is a stretch of conversation cut into 80 ms frames, as the backbone sees it:
 the model's channel (its audio, its cached codec latents, its inner-monologue text stream with
 EOS where its turns end) and the user's channel (audio and the user's text stream). An utterance
 fills one channel and leaves the other silent; a dialogue fills both. Text-only rows come from
-`TextDataset`; `mixed_batches` interleaves the two.
+`TextDataset`. The speech stage draws and collates the batches itself (`collate_frames`,
+`collate_text`): each step's batch is a pure function of the seed and the step.
 
 Shapes: B - batch, T - frames, F - samples per frame (CodecConfig.frame_size), D - latent dim,
 L - context or text tokens.
@@ -12,15 +13,14 @@ L - context or text tokens.
 
 from __future__ import annotations
 
-import functools
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from michi_core.audio import load_audio
 from michi_core.model.config import CodecConfig
@@ -200,34 +200,3 @@ def collate_text(samples: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
         mask[b, :len(s["tokens"])] = True
     return {"ids": [s["id"] for s in samples], "tokens": tokens, "mask": mask}
 
-
-def frame_loader(dataset: FrameDataset, batch_size: int, shuffle: bool = True, num_workers: int = 0,
-                 seed: int = 0) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(seed),
-                      collate_fn=functools.partial(collate_frames, pad_id=dataset.tokenizer.pad_id,
-                                                   frame_size=dataset.codec.frame_size))
-
-
-def text_loader(dataset: TextDataset, batch_size: int, shuffle: bool = True, num_workers: int = 0,
-                seed: int = 0) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(seed),
-                      collate_fn=functools.partial(collate_text, pad_id=dataset.tokenizer.pad_id))
-
-
-def mixed_batches(frames: Iterable[dict], texts: Iterable[dict],
-                  text_every: int) -> Iterator[tuple[str, dict]]:
-    """("frames", batch) for every frame batch, plus ("text", batch) after every text_every of them;
-    the text loader restarts when exhausted so one epoch of frames sets the pace."""
-    assert text_every >= 1, "text_every is the number of frame batches per text batch"
-    text_iter = iter(texts)
-    for count, batch in enumerate(frames, start=1):
-        yield "frames", batch
-        if count % text_every == 0:
-            text_batch = next(text_iter, None)
-            if text_batch is None:
-                text_iter = iter(texts)
-                text_batch = next(text_iter, None)
-            if text_batch is not None:
-                yield "text", text_batch
