@@ -1,4 +1,4 @@
-"""Latency of the live call, in the terms of ARCHITECTURE.md ("Latency: the numbers we report").
+"""Latency of the live call: the numbers Michi reports (the overlay, `michi self-test`, benchmarks).
 
 - step time: one `DuplexSession.step`, against the frame budget (80 ms): above it, the model
   falls behind real time and the worker has to drop frames.

@@ -1,5 +1,5 @@
 """The latency overlay: a translucent panel over the window with a live plot of step time against
-the frame budget, and the numbers of ARCHITECTURE.md's latency table.
+the frame budget, and the latency numbers of `app/latency.py` (TTFA, response latency, lag).
 
 Drawn entirely with QPainter: PySide6-Essentials has no QtCharts, and a plot of 150 points at
 30 Hz does not need it. It does not take the mouse, so the app under it stays usable.

