@@ -11,10 +11,9 @@ import logging
 import os
 import sys
 
-from michi_core.cli import add_core_commands
+from michi_core import console
+from michi_core.cli import add_commands
 from michi_core.model.config import PRESETS
-from michi_core.stores.rag.cli import add_docs_parser
-from michi_core.stores.voices_cli import add_voices_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,10 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the WAV file the self-test plays as the microphone (default: a synthetic voice)")
     app.add_argument("--seconds", dest="self_test_seconds", type=float, default=4.0,
                      help="how much of the input the self-test plays (default 4)")
-    subparsers = parser.add_subparsers(dest="command")
-    add_core_commands(subparsers)
-    add_docs_parser(subparsers)
-    add_voices_parser(subparsers)
+    add_commands(parser.add_subparsers(dest="command"))
     return parser
 
 
@@ -46,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         # (line-buffered) for the life of the process.
         from michi_core.paths import data_dir
 
-        log_file = open(data_dir() / "michi.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        try:
+            log_file = open(data_dir() / "michi.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        except OSError:  # a read-only data dir: the app still opens (and says why it cannot save)
+            log_file = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
         sys.stdout = sys.stdout or log_file
         sys.stderr = sys.stderr or log_file
     parser = build_parser()
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command is not None:
-        return args.func(args)
+        return console.run(args)
     if args.self_test:
         from app.self_test import run_self_test
 

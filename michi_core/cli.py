@@ -1,14 +1,19 @@
-"""Core subcommands of the `michi` command: info, bench, chat.
+"""The `michi` subcommands that need only michi_core (info, bench, chat, codec), and the one
+place that mounts every command module: `add_commands` (used by `app/cli.py`, which adds the
+desktop app's options) and `python -m michi_core.cli` (the same commands where Qt is missing).
 
-`app/cli.py` owns the top-level parser (it adds the GUI and the stores' commands); this module
-adds the commands that need only michi_core, so they also run where Qt is missing.
+Every command module follows `michi_core.console`: `register(commands)`, commands that raise
+the errors `console.run` turns into one clear line and a non-zero exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
+from michi_core import console
+from michi_core.console import CliError, clean
 from michi_core.model.config import PRESETS, preset
 
 log = logging.getLogger(__name__)
@@ -65,70 +70,77 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from michi_core.audio import AudioFileError
-    from michi_core.session.chat import run_chat
+    from michi_core.model.model import load_model
+    from michi_core.session.chat import AudioFrames, check_output, run_chat
     from michi_core.session.engine import SamplingSettings
-    from michi_core.model.model import CheckpointError, load_model
 
-    try:
-        model = load_model(args.checkpoint, args.preset)
-        settings = SamplingSettings(text_temperature=args.temperature, pad_bias=args.pad_bias,
-                                    flow_steps=args.flow_steps)
-        transcript = run_chat(model, args.input, args.output, system=args.system, say=args.say,
-                              voice_path=args.voice, transcript_path=args.transcript, seed=args.seed,
-                              settings=settings, device=args.device, dtype=args.dtype)
-    except (AudioFileError, CheckpointError, FileNotFoundError) as error:
-        raise SystemExit(f"michi chat: {error}") from None
-    print(f"wrote {args.output}: {transcript['output_frames']} frames "
+    # Everything that can be checked without the model is, before loading it and stepping it.
+    check_output(args.output)
+    if args.transcript:
+        check_output(args.transcript, audio=False)
+    AudioFrames(args.input, 1, 1)  # the input is a readable audio file
+    model = load_model(args.checkpoint, args.preset)
+    settings = SamplingSettings(text_temperature=args.temperature, pad_bias=args.pad_bias,
+                                flow_steps=args.flow_steps)
+    transcript = run_chat(model, args.input, args.output, system=args.system, say=args.say,
+                          voice_path=args.voice, transcript_path=args.transcript, seed=args.seed,
+                          settings=settings, device=args.device, dtype=args.dtype)
+    print(f"wrote {clean(args.output)}: {transcript['output_frames']} frames "
           f"({transcript['output_frames'] * transcript['frame_seconds']:.2f} s); "
           f"step p50 {transcript['step_ms_p50']:.1f} ms, p95 {transcript['step_ms_p95']:.1f} ms")
     if transcript["model_text"]:
-        print(f"model said: {transcript['model_text'].strip()}")
+        print(f"model said: {clean(transcript['model_text'].strip())}")
     if transcript["user_text"]:
-        print(f"heard the user: {transcript['user_text'].strip()}")
+        print(f"heard the user: {clean(transcript['user_text'].strip())}")
     return 0
 
 
 def cmd_codec(args: argparse.Namespace) -> int:
-    """Resynthesize a file through the codec, frame by frame on the streaming path."""
-    import numpy as np
+    """Resynthesize a file through the codec, frame by frame on the streaming path, streaming the
+    files too (memory is the same for a second or an hour)."""
     import torch
 
-    from michi_core.audio import AudioFileError, load_audio, pad_to_frames, save_audio
-    from michi_core.model.codec import Codec
-    from michi_core.model.model import DEFAULT_CHECKPOINT, CheckpointError, shipped_codec
+    from michi_core.model.model import DEFAULT_CHECKPOINT, shipped_codec
+    from michi_core.session.chat import AudioFileWriter, AudioFrames, check_output
 
+    check_output(args.output)
     checkpoint = args.checkpoint
     if checkpoint is None:
         checkpoint = DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / "config.json").is_file() else shipped_codec("small")
     if checkpoint is None:
-        raise SystemExit("michi codec: no trained codec is shipped with this copy; give one with --checkpoint DIR")
-    try:
-        codec = Codec.from_pretrained(checkpoint)
-        c = codec.config
-        wave = load_audio(args.input, c.sample_rate)
-    except (AudioFileError, CheckpointError) as error:
-        raise SystemExit(f"michi codec: {error}") from None
-    n = len(wave)
-    frames = pad_to_frames(wave, c.frame_size).reshape(-1, c.frame_size)
-    out = []
-    with torch.inference_mode():
+        raise CliError("no trained codec is shipped with this copy; give one with --checkpoint DIR")
+    codec = load_codec(checkpoint)
+    c = codec.config
+    frames = AudioFrames(args.input, c.sample_rate, c.frame_size)
+    with torch.inference_mode(), AudioFileWriter(args.output, c.sample_rate) as writer:
         codec.start_streaming(1)
         for frame in frames:
             latent = codec.encode(torch.from_numpy(frame)[None]).mean
-            out.append(codec.decode(latent)[0].numpy())
-    save_audio(args.output, np.concatenate(out)[:n], c.sample_rate)
-    print(f"wrote {args.output}: {len(frames)} frames through the streaming codec ({checkpoint})")
+            writer.write(codec.decode(latent)[0].numpy())
+    print(f"wrote {clean(args.output)}: {frames.frames_read} frames through the streaming codec "
+          f"({clean(checkpoint)})")
     return 0
 
 
-def add_core_commands(subparsers) -> None:
+def load_codec(checkpoint):
+    """Codec.from_pretrained, the checkpoint's config and safetensors header checked first so
+    that a junk file is a clear message, not a library's traceback."""
+    from michi_core.model.codec import Codec
+    from michi_core.model.model import check_checkpoint_files, check_safetensors
+
+    _, weights = check_checkpoint_files(checkpoint)
+    check_safetensors(weights)
+    return Codec.from_pretrained(checkpoint)
+
+
+def register(commands) -> None:
+    """info, bench, codec and chat (see `michi_core.console`)."""
     presets = sorted(PRESETS)
-    p = subparsers.add_parser("info", help="show a preset's components and exact parameter counts")
+    p = commands.add_parser("info", help="show a preset's components and exact parameter counts")
     p.add_argument("--preset", default="small", choices=presets)
     p.set_defaults(func=cmd_info)
 
-    p = subparsers.add_parser("bench", help="latency benchmark of the streaming engine")
+    p = commands.add_parser("bench", help="latency benchmark of the streaming engine")
     p.add_argument("--preset", default="small", choices=presets)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--frames", type=int, default=200, help="frames to time (80 ms each)")
@@ -138,13 +150,13 @@ def add_core_commands(subparsers) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 
-    p = subparsers.add_parser("codec", help="resynthesize an audio file through the streaming codec")
+    p = commands.add_parser("codec", help="resynthesize an audio file through the streaming codec")
     p.add_argument("--input", required=True, help="any audio file (any rate, mono or stereo)")
     p.add_argument("--output", required=True, help="WAV file to write (24 kHz)")
     p.add_argument("--checkpoint", help="codec or model checkpoint directory (default: the shipped one)")
     p.set_defaults(func=cmd_codec)
 
-    p = subparsers.add_parser("chat", help="headless conversation: stream a WAV file through the model")
+    p = commands.add_parser("chat", help="headless conversation: stream a WAV file through the model")
     p.add_argument("--input", required=True, help="the user's audio (any rate, mono or stereo)")
     p.add_argument("--output", required=True, help="where to write the model's audio (WAV)")
     p.add_argument("--checkpoint", help="checkpoint directory (default: the shipped model)")
@@ -162,3 +174,21 @@ def add_core_commands(subparsers) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
                    help="backbone precision (auto: bf16 on CUDA and on CPUs with native bf16)")
     p.set_defaults(func=cmd_chat)
+
+
+def add_commands(commands) -> None:
+    """Every `michi` subcommand, one registration pattern (`michi_core.console`)."""
+    from michi_core.stores import voices_cli
+    from michi_core.stores.rag import cli as docs_cli
+
+    for module_register in (register, docs_cli.register, voices_cli.register):
+        module_register(commands)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m michi_core.cli`: the subcommands without the desktop app."""
+    return console.main(add_commands, "python -m michi_core.cli", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

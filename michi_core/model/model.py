@@ -258,22 +258,27 @@ class MichiModel(nn.Module):
                         backbone: nn.Module | None = None) -> MichiModel:
         """Load a checkpoint directory. `config`, when given, must match the saved one."""
         directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        if not config_path.is_file() or not weights_path.is_file():
-            raise CheckpointError(f"{directory} is not a Michi checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+        config_data, weights_path = check_checkpoint_files(directory)
         try:
-            saved_config = MichiConfig.load(config_path)
-        except (ValueError, TypeError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{config_path}: {error}") from error
+            saved_config = MichiConfig.from_dict(config_data)
+        except (ValueError, TypeError) as error:
+            raise CheckpointError(f"{directory / CONFIG_FILE}: {error}") from error
         if config is not None and config.to_dict() != saved_config.to_dict():
             differing = _diff_keys(config.to_dict(), saved_config.to_dict())
             raise CheckpointError(f"checkpoint {directory} was made with a different config (differs in: {differing})")
-        state = load_file(str(weights_path))
+        state = read_safetensors(weights_path)
         includes_backbone = any(k.startswith("backbone.") and "lora_" not in k for k in state)
         if includes_backbone:  # the file has the weights: build the shapes, skip loading the source
             backbone = build_backbone(dataclasses.replace(saved_config.backbone, source="random"))
         elif saved_config.backbone.source == "random" and backbone is None:
             raise CheckpointError(f"{directory} holds no backbone weights and its config has no backbone source")
+        elif saved_config.backbone.source == "pretrained" and backbone is None:
+            source = saved_config.backbone.name_or_path
+            if not source or not Path(source).is_dir():
+                raise CheckpointError(
+                    f"{directory}: its backbone is {source!r}, not a folder on this computer. A checkpoint "
+                    "never makes Michi download anything: download the backbone yourself and set "
+                    "backbone.name_or_path in its config.json to that folder")
         model = cls(saved_config, backbone=backbone)
         expected = model._saved_state(include_backbone=includes_backbone)
         _check_state(directory, expected, state)
@@ -281,6 +286,53 @@ class MichiModel(nn.Module):
         if includes_backbone and saved_config.backbone.tie_embeddings:
             model.backbone.tie_weights()
         return model
+
+
+def check_checkpoint_files(directory: str | Path) -> tuple[dict, Path]:
+    """(config.json as a dict, the weights' path) of a checkpoint folder, or a CheckpointError
+    saying what is wrong. Weights are read only from safetensors, never from a pickle."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory} is not a folder: a checkpoint is a folder with {CONFIG_FILE} and "
+                              f"{WEIGHTS_FILE}")
+    if not weights_path.is_file() and (any(directory.glob("*.bin")) or any(directory.glob("*.pt*"))):
+        raise CheckpointError(f"{directory} holds PyTorch pickle weights, which Michi never loads (a pickle can "
+                              f"run code): it needs {WEIGHTS_FILE}")
+    if not config_path.is_file() or not weights_path.is_file():
+        raise CheckpointError(f"{directory} is not a Michi checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{config_path} is not readable JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{config_path} must hold a JSON object (a config), not a {type(data).__name__}")
+    return data, weights_path
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, or a CheckpointError for a damaged, truncated or foreign file
+    (the library's own errors name neither the file nor what to do)."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is not a usable safetensors file ({error}): it is damaged or "
+                              "not a Michi checkpoint; copy or export it again") from error
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Read a safetensors file's header only (cheap), raising CheckpointError when it is junk, too
+    large or does not fit the file: what loaders that read it whole would fail on obscurely."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            list(weights.keys())
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is not a usable safetensors file ({error}): it is damaged or "
+                              "not a Michi checkpoint; copy or export it again") from error
 
 
 def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:

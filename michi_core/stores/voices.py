@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import sqlite3
+import unicodedata
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ from michi_core.audio import AudioFileError, load_audio, pad_to_frames, resample
 from michi_core.model.config import CodecConfig
 from michi_core.model.model import MichiModel
 from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
-from michi_core.stores.database import SqliteStore
+from michi_core.stores.database import SqliteStore, StoreDamaged
 from michi_core.stores.voice_checks import (
     MAX_TAKE_S,
     TakeReport,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 STORE_RATE = CodecConfig.sample_rate  # Hz: voices are kept at the rate Michi runs at
 MAX_IMPORT_S = 600.0  # longer files are refused before decoding: cut a shorter clip first
 MAX_NAME_LENGTH = 60
+MAX_ID = 2**63 - 1  # SQLite's largest integer
 MAX_SPEAK_S = 30.0  # speak() gives up after this much audio, whether or not the text is said
 
 
@@ -149,6 +151,8 @@ def resolve_voice(model: MichiModel, spec: str, store_path: Path | str | None = 
         return voice_from_audio(model, load_audio(spec, rate, max_seconds=60))
     with VoiceStore(store_path) as store:
         voice = store.find(spec)
+        if voice is None and isinstance(store.problem, StoreDamaged):
+            raise store.problem
         if voice is None:
             raise AudioFileError(f"{spec}: neither an audio file nor a stored voice "
                                  "(see `michi voices list` for ids and names)")
@@ -219,7 +223,9 @@ class VoiceStore(SqliteStore):
     def find(self, id_or_name: str) -> Voice | None:
         """A voice by id ("3") or by name, whatever its case; None if there is none."""
         spec = id_or_name.strip()
-        if spec.isdigit():
+        if spec.isascii() and spec.isdigit():  # "²" is a digit to Python, not an id
+            if int(spec) > MAX_ID:
+                return None  # no id is that large (SQLite would overflow)
             query, args = "id = ?", [int(spec)]
         else:
             query, args = "name = ? COLLATE NOCASE", [spec]
@@ -285,6 +291,8 @@ class VoiceStore(SqliteStore):
             raise VoiceError(f"a voice name can be at most {MAX_NAME_LENGTH} characters")
         if name.isdigit():
             raise VoiceError("a voice name cannot be only digits: it would be taken for a voice id")
+        if any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
+            raise VoiceError("a voice name cannot hold control or invisible formatting characters")
         return name
 
     def _name_taken(self, name: str) -> VoiceError:
@@ -314,6 +322,8 @@ class VoiceStore(SqliteStore):
         wave = self.audio(voice_id, model.config.codec.sample_rate)
         prompt = voice_from_audio(model, wave, voice.transcript)
         latents = prompt.latents.detach().to("cpu", torch.float32).numpy()
+        if not self.writable:  # a read-only database: use the voice, cache it next time
+            return VoicePrompt(latents=torch.from_numpy(latents.copy()), transcript=voice.transcript)
         with self.write():
             self.db["voice_latents"].upsert(
                 {"voice_id": voice_id, "model_signature": signature, "frames": latents.shape[0],

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from michi_core.stores.rag.cli import add_docs_parser, main
+from michi_core.stores.rag.cli import main, register
 from michi_core.stores.rag.store import DocumentStore
 
 REPO = Path(__file__).resolve().parents[3]
@@ -74,7 +74,7 @@ def test_folders_are_expanded(tmp_path, capsys):
 def test_mounts_under_another_parser():
     """How app/cli.py uses it: its own top-level parser, our `docs` subcommand."""
     parser = argparse.ArgumentParser(prog="michi")
-    add_docs_parser(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["docs", "search", "coffee", "-k", "3"])
     assert args.query == "coffee" and args.limit == 3 and callable(args.func)
 
