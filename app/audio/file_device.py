@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 import soundfile
-import soxr
 
+from michi_core.audio import load_audio
 from michi_core.model.config import CodecConfig
 
 log = logging.getLogger(__name__)
@@ -267,11 +267,7 @@ class FileAudioDevice(VirtualSoundDevice):
     ) -> None:
         spec = VirtualDeviceSpec(f"file: {Path(mic_wav).name}", default_samplerate=float(samplerate))
         super().__init__([spec], speed=speed)
-        audio, file_rate = soundfile.read(str(mic_wav), dtype="float32", always_2d=True)
-        mono = audio.mean(axis=1).astype(np.float32)
-        if file_rate != samplerate:
-            mono = soxr.resample(mono, file_rate, samplerate).astype(np.float32)
-        self.mic = mono
+        self.mic = load_audio(mic_wav, samplerate)  # mono, resampled
         self.samplerate = samplerate
         self.mic_finished = threading.Event()  # set once the whole file has been captured
         self._position = 0

@@ -17,9 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from michi_core.audio import float_to_int16, int16_to_float
+from michi_core.audio import float_to_int16, int16_to_float, save_audio
 from michi_core.stores.database import SqliteStore
 
 USER, ASSISTANT = "user", "assistant"  # the speakers of a turn
@@ -39,6 +38,8 @@ class SourceRef:
 
     @property
     def label(self) -> str:
+        """How a passage is cited everywhere: in the model's context ("[label] text"), the
+        transcript view and the exported transcript."""
         return f"{self.title}, p. {self.page}" if self.page else self.title
 
 
@@ -200,13 +201,22 @@ class ConversationStore(SqliteStore):
         with self.write():
             self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
 
-    def export(self, conversation_id: int, wav_path: Path | str) -> tuple[Path, Path]:
-        """Write a stereo WAV (left: the user, right: Michi) and, beside it, the transcript as .txt."""
+    def export(self, conversation_id: int, wav_path: Path | str, overwrite: bool = False) -> tuple[Path, Path]:
+        """Write a stereo WAV (left: the user, right: Michi) and, beside it, the transcript as .txt.
+
+        A name without .wav gets it ("meeting" -> meeting.wav + meeting.txt). Raises
+        FileExistsError, naming them, when either file exists and `overwrite` is False.
+        """
         conversation = self.get(conversation_id)
         wav_path = Path(wav_path)
-        wav_path.parent.mkdir(parents=True, exist_ok=True)
+        if wav_path.suffix.lower() != ".wav":
+            wav_path = wav_path.with_name(wav_path.name + ".wav")
+        existing = [path.name for path in (wav_path, wav_path.with_suffix(".txt")) if path.exists()]
+        if existing and not overwrite:
+            raise FileExistsError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''} "
+                                  f"in {wav_path.parent}")
         stereo = np.stack([conversation.user_audio, conversation.assistant_audio], axis=1)
-        sf.write(str(wav_path), stereo, conversation.sample_rate, subtype="PCM_16")
+        save_audio(wav_path, stereo, conversation.sample_rate)
         text_path = wav_path.with_suffix(".txt")
         text_path.write_text(
             f"{conversation.title}\nstarted {conversation.started_at}, model {conversation.model}\n\n"
