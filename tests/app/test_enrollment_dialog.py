@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-import soxr
+from fake_recorder import FakeRecorder
 from PySide6.QtCore import Qt
 from scipy import signal
 
@@ -14,53 +14,11 @@ from app.audio.file_device import FileAudioDevice
 from app.audio.stream import AudioIO
 from app.threads import running_threads
 from app.widgets.enrollment_dialog import AudioPortRecorder, EnrollmentDialog, load_scripts
+from michi_core.audio import resample
 from michi_core.stores.voice_checks import MAX_TAKE_S
 from michi_core.stores.voices import STORE_RATE, VoiceStore
 
 RATE = STORE_RATE
-
-
-class FakeRecorder:
-    """A microphone that captures `signal` half a second per read (nothing in the read right after
-    start: the device has only just opened), and a speaker that keeps what it is asked to play."""
-
-    def __init__(self, signal: np.ndarray, chunk_s: float = 0.5):
-        self.signal = signal.astype(np.float32)
-        self.chunk = int(chunk_s * RATE)
-        self.position = 0
-        self.running = False
-        self.fresh = False
-        self.played: list[np.ndarray] = []
-        self._playing_polls = 0
-
-    def start(self) -> None:
-        assert not self.running, "started twice"
-        self.running, self.fresh = True, True
-
-    def stop(self) -> None:
-        self.running = False
-
-    def read(self) -> np.ndarray:
-        assert self.running, "read from a closed device"
-        if self.fresh:
-            self.fresh = False
-            return np.zeros(0, np.float32)
-        block = self.signal[self.position: self.position + self.chunk]
-        self.position += len(block)
-        return block
-
-    @property
-    def exhausted(self) -> bool:
-        return self.position >= len(self.signal)
-
-    def play(self, wave: np.ndarray) -> None:
-        assert self.running, "play on a closed device"
-        self.played.append(np.array(wave))
-        self._playing_polls = 3
-
-    def keep_playing(self) -> bool:
-        self._playing_polls -= 1
-        return self._playing_polls > 0
 
 
 def room(seconds: float, dbfs: float = -65.0) -> np.ndarray:
@@ -236,7 +194,7 @@ def test_records_and_plays_through_the_real_audio_layer(qtbot, open_dialog, spee
         np.testing.assert_allclose(played[start: start + len(dialog.take)], dialog.take, atol=1e-6,
                                    err_msg="the whole take reaches the speaker")
     else:  # resampled on the way out: find where it starts, then it must match throughout
-        played = soxr.resample(played, device_rate, RATE)
+        played = resample(played, device_rate, RATE)
         start = int(np.argmax(signal.correlate(played, dialog.take, mode="valid", method="fft")))
         heard = played[start: start + len(dialog.take)]
         assert np.corrcoef(heard, dialog.take)[0, 1] > 0.99, "the whole take is heard, without gaps"

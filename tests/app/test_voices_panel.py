@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fake_recorder import FakeRecorder
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
@@ -14,33 +15,6 @@ from michi_core.stores.voice_checks import check_take
 from michi_core.stores.voices import STORE_RATE, VoiceStore, model_signature
 
 RATE = STORE_RATE
-
-
-class FakePlayer:
-    """A speaker that keeps what it is asked to play and is done after a few polls."""
-
-    def __init__(self):
-        self.running = False
-        self.played: list[np.ndarray] = []
-        self._polls = 0
-
-    def start(self) -> None:
-        self.running = True
-
-    def stop(self) -> None:
-        self.running = False
-
-    def read(self) -> np.ndarray:
-        return np.zeros(0, np.float32)
-
-    def play(self, wave: np.ndarray) -> None:
-        assert self.running, "play on a closed device"
-        self.played.append(np.array(wave))
-        self._polls = 2
-
-    def keep_playing(self) -> bool:
-        self._polls -= 1
-        return self._polls > 0
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py: tiny-model ops
@@ -65,8 +39,8 @@ def stored(db, speech_like) -> dict[str, int]:
 
 
 @pytest.fixture
-def player() -> FakePlayer:
-    return FakePlayer()
+def player() -> FakeRecorder:
+    return FakeRecorder()
 
 
 @pytest.fixture
