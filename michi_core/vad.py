@@ -17,7 +17,9 @@ What "speech" must mean differs by caller, and only in these parameters:
   low percentile of its 30 ms slice levels (the pauses are the room); plain levels, so its SNR
   is the one a user would measure;
 - the data pipeline (`training/data/vad.py`): clean synthesized or studio speech, where only the
-  pauses matter: webrtcvad alone on 20 ms slices, an 80 ms frame being speech if any slice is.
+  pauses matter: webrtcvad alone on 20 ms slices, an 80 ms frame being speech if any slice is;
+  the duplex evaluation (`training/eval/duplex.py`) adds an absolute floor on top (a frame under
+  -50 dBFS is silence to a listener, whatever webrtcvad says of a model's faint hiss).
 """
 
 from __future__ import annotations
