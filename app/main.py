@@ -44,6 +44,7 @@ def run_app(preset_name: str | None = None, checkpoint: str | None = None) -> in
     app = application()
     window = MainWindow(load_request=load_request_from_args(preset_name, checkpoint))
     window.show()
+    warn_about_the_store(window)
     # Ctrl+C in the terminal closes the window like the close button (a live call is saved).
     # Python runs signal handlers only between bytecodes, so a timer lets it in now and then.
     signal.signal(signal.SIGINT, lambda *_: window.close())
@@ -53,6 +54,16 @@ def run_app(preset_name: str | None = None, checkpoint: str | None = None) -> in
     code = app.exec()
     end_workers(code)
     return code
+
+
+def warn_about_the_store(window) -> None:
+    """Say at once when Michi's database cannot be saved to (damaged, read-only, no folder):
+    the window still opens, but calls, documents and voices would be lost without a word."""
+    from michi_core.stores.database import describe
+
+    problem = describe(window.store_path)
+    if problem:
+        window.show_error("Michi cannot save", problem)
 
 
 def end_workers(code: int) -> None:

@@ -49,6 +49,7 @@ from app.widgets.transcript_view import TranscriptView
 from app.widgets.voices_panel import VoicesPanel
 from app.worker import CallSetup, CallSummary, InferenceWorker, LiveUpdate
 from michi_core.stores.conversations import ConversationStore, SourceRef
+from michi_core.stores.database import StoreError
 from michi_core.model.model import MichiModel, load_model
 
 log = logging.getLogger(__name__)
@@ -346,6 +347,8 @@ class MainWindow(QMainWindow):
         if summary.conversation_id is not None:
             self.export_conversation_action.setEnabled(True)
             self.statusBar().showMessage("Conversation saved: Conversation > Export to keep a copy", 8000)
+        if summary.save_error:
+            self.show_error("The conversation was not saved", summary.save_error)
         if self._reload_after_call:
             self._reload_after_call = False
             self.load_model()
@@ -501,17 +504,34 @@ class MainWindow(QMainWindow):
         if path:
             self.statusBar().showMessage(f"Wrote {self.export_latency(path)}", 5000)
 
-    def export_conversation(self, wav_path: str | Path) -> tuple[Path, Path]:
+    def export_conversation(self, wav_path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
+        """Write the last conversation (see ConversationStore.export); FileExistsError when a file
+        would be replaced and `overwrite` is False."""
         assert self.last_summary is not None and self.last_summary.conversation_id is not None
         with ConversationStore(self.store_path) as store:
-            return store.export(self.last_summary.conversation_id, wav_path)
+            return store.export(self.last_summary.conversation_id, wav_path, overwrite=overwrite)
 
     def _choose_conversation_export(self) -> None:
+        # The native dialog asks before replacing the .wav only; the .txt beside it is asked about
+        # here (DontConfirmOverwrite: one question for both files).
         path, _ = QFileDialog.getSaveFileName(self, "Export conversation", "michi-conversation.wav",
-                                              "WAV (*.wav)")
-        if path:
-            wav, text = self.export_conversation(path)
-            self.statusBar().showMessage(f"Wrote {wav} and {text.name}", 5000)
+                                              "WAV (*.wav)", options=QFileDialog.Option.DontConfirmOverwrite)
+        if not path:
+            return
+        try:
+            try:
+                wav, text = self.export_conversation(path)
+            except FileExistsError as existing:
+                answer = QMessageBox.question(
+                    self, "Replace files?", f"{existing}\nReplace them?",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+                if answer != QMessageBox.StandardButton.Yes:
+                    return
+                wav, text = self.export_conversation(path, overwrite=True)
+        except (OSError, ValueError, StoreError) as error:
+            self.show_error("The conversation could not be exported", str(error))
+            return
+        self.statusBar().showMessage(f"Wrote {wav} and {text.name}", 5000)
 
     # -- status -----------------------------------------------------------------------------------
     def _set_state(self, state: CallState) -> None:

@@ -6,7 +6,8 @@ pipeline (AudioIO rings, echo canceller, VAD, the inference worker) at real time
 Stop, and prints what a user would want to know: frames stepped, underruns, step times. It
 exits 0 when the call ran and was saved, non-zero otherwise, so CI and a support request can
 both run it. Nothing touches the user's settings or conversations: all of it lives in a
-temporary directory.
+temporary directory. The user's own database is checked too, read-only (damaged? writable?),
+since a self-test that passes while the real store cannot save would mislead.
 """
 
 from __future__ import annotations
@@ -49,16 +50,27 @@ def synthetic_voice(seconds: float, sample_rate: int = CodecConfig.sample_rate, 
 
 def run_self_test(input_path: str | None = None, preset_name: str | None = None,
                   checkpoint: str | None = None, seconds: float = 4.0) -> int:
+    from michi_core.console import clean
+    from michi_core.paths import database_path
+    from michi_core.stores.database import describe
+
     if input_path is not None and not Path(input_path).is_file():
-        print(f"michi self-test: FAILED: no such input file {input_path}")
+        print(f"michi self-test: FAILED: no such input file {clean(input_path)}")
         return 2
+    if input_path is not None:
+        try:
+            sf.info(input_path)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            print(f"michi self-test: FAILED: {clean(input_path)} is not a readable audio file ({clean(error)})")
+            return 2
+    store_problem = describe(database_path())
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before the QApplication exists: no display needed
     with tempfile.TemporaryDirectory(prefix="michi-self-test-") as scratch:
-        return _run(Path(scratch), input_path, preset_name, checkpoint, seconds)
+        return _run(Path(scratch), input_path, preset_name, checkpoint, seconds, store_problem)
 
 
 def _run(scratch: Path, input_path: str | None, preset_name: str | None, checkpoint: str | None,
-         seconds: float) -> int:
+         seconds: float, store_problem: str | None) -> int:
     from PySide6.QtCore import QEvent, QSettings, QTimer
 
     from app.audio.file_device import FileAudioDevice
@@ -103,7 +115,7 @@ def _run(scratch: Path, input_path: str | None, preset_name: str | None, checkpo
             finish(1, f"only {summary.frames + summary.dropped_frames} frames reached the model for "
                       f"{duration:.1f} s of input ({expected:.0f} expected): the audio loop stalled")
         elif summary.conversation_id is None:
-            finish(1, "the conversation was not saved")
+            finish(1, summary.save_error or "the conversation was not saved")
         else:
             outcome["summary"] = summary
             finish(0, "OK")
@@ -127,7 +139,13 @@ def _run(scratch: Path, input_path: str | None, preset_name: str | None, checkpo
     app.exec()
     timer.stop()
     end_workers(outcome.get("code", 1))
+    if store_problem and outcome.get("code") == 0:
+        outcome.update(code=1, message=f"the app works, but your data cannot be saved: {store_problem}")
     _print_summary(window, outcome, input_path, duration, database, ConversationStore)
+    if not store_problem:
+        from michi_core.paths import database_path
+
+        print(f"  your data: {database_path()} is healthy and can be saved to")
     window.deleteLater()  # before the temporary directory (its database) goes away
     app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     return outcome.get("code", 1)

@@ -35,7 +35,7 @@ from app.call_devices import CallDevices
 from app.latency import LatencyMonitor, LatencySnapshot, VoicedFrame, percentile
 from app.transcript import Transcript
 from michi_core.audio import float_to_int16, int16_to_float
-from michi_core.stores.conversations import ConversationStore, SourceRef, Turn
+from michi_core.stores.conversations import ConversationStore, Turn
 from michi_core.session.engine import DuplexSession, SamplingSettings
 from michi_core.model.model import MichiModel
 from michi_core.stores.rag.injector import ContextInjector
@@ -82,6 +82,7 @@ class CallSummary:
     response_ms: float | None
     error: str | None = None  # why the call ended early, if it did
     final: LiveUpdate | None = None  # the call's last state, for the GUI's last look
+    save_error: str | None = None  # why the call could not be saved (a full, read-only or damaged database)
 
 
 @dataclass
@@ -240,9 +241,7 @@ class ConversationLoop:
             return
         self.session.prefill_text(injection.text)
         self.injections += 1
-        self.transcript.attach_sources([
-            SourceRef(title=p.title, path=p.path, text=p.text, page=p.page, char_start=p.char_start,
-                      char_end=p.char_end) for p in injection.passages])
+        self.transcript.attach_sources([passage.source_ref() for passage in injection.passages])
         log.info("injected %d passage(s) for %r", len(injection.passages), query[:60])
 
     def _handle_speech_events(self, events: SpeechEvents) -> None:
@@ -367,6 +366,7 @@ class InferenceWorker(QObject):
         self._stop_requested = threading.Event()
         self._muted = False
         self._injector: ContextInjector | None = None
+        self._save_error: str | None = None
 
     # -- called from the GUI thread -----------------------------------------------------------------
     def stop(self) -> None:
@@ -498,6 +498,7 @@ class InferenceWorker(QObject):
             self._injector = None
         conversation_id = self._save(loop, started_at) if loop is not None and self.setup.save else None
         summary = self._summary(loop, conversation_id, error)
+        summary.save_error = self._save_error
         # The summary carries the last state: drop the session (KV cache), the recording and the
         # audio buffers now, rather than whenever the GUI thread gets round to this object.
         self.loop = None
@@ -509,6 +510,8 @@ class InferenceWorker(QObject):
         QThread.currentThread().quit()
 
     def _save(self, loop: ConversationLoop, started_at: str) -> int | None:
+        """The saved conversation's id; None when there was nothing to save, or when saving failed
+        (then `_save_error` says why, and the summary carries it to the window: never silent)."""
         user, assistant = loop.recording()
         if len(user) == 0:
             return None
@@ -519,8 +522,9 @@ class InferenceWorker(QObject):
                     model=self.setup.model_name, sample_rate=loop.sample_rate, user_audio=user,
                     assistant_audio=assistant, turns=loop.heard_turns(),
                 )
-        except Exception:  # noqa: BLE001 — a full disk must not lose the call's summary
+        except Exception as failure:  # noqa: BLE001 — a full disk must not lose the call's summary
             log.exception("saving the conversation failed")
+            self._save_error = f"The conversation could not be saved: {failure}"
             return None
 
     @staticmethod

@@ -33,6 +33,27 @@ def test_self_test_runs_a_wav_through_the_app_and_exits_0(tmp_path):
     assert any(line.strip().startswith("underruns:") for line in lines)
     assert any("step p50 / p95:" in line for line in lines)
     assert any("conversation saved:" in line for line in lines)
+    assert any("your data:" in line and "healthy" in line for line in lines), "the user's own store is checked"
+
+
+def test_self_test_fails_when_the_users_own_database_is_damaged(michi_home):
+    database = michi_home / "data" / "michi.sqlite3"
+    database.parent.mkdir(parents=True)
+    database.write_bytes(b"SQLite format 3\x00" + os.urandom(8192))
+    before = database.read_bytes()
+    result = run_michi("--self-test", "--preset", "tiny", "--seconds", "1")
+    assert result.returncode != 0
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("michi self-test: FAILED") and "your data cannot be saved" in first, result.stdout
+    assert "damaged" in first and ".recover" in result.stdout
+    assert database.read_bytes() == before, "checked read-only"
+
+
+def test_self_test_refuses_an_input_that_is_not_audio(tmp_path, capsys):
+    text = tmp_path / "notaudio.wav"
+    text.write_text("these are words, not sound")
+    assert main(["--self-test", "--preset", "tiny", "--input", str(text)]) == 2
+    assert "is not a readable audio file" in capsys.readouterr().out
 
 
 def test_self_test_fails_with_a_clear_message_on_a_missing_input(tmp_path, capsys):

@@ -67,7 +67,7 @@ class ContextInjector:
                 break
             if passage.similarity is None or passage.similarity < self.min_similarity:
                 continue
-            candidate_text = f"{text}\n{_cite(passage)} {passage.text}"
+            candidate_text = f"{text}\n[{passage.source_ref().label}] {passage.text}"
             if self.measure(candidate_text) <= self.budget:
                 chosen.append(passage)
                 text = candidate_text
@@ -75,10 +75,6 @@ class ContextInjector:
             return Injection("")
         self._injected.update(passage.chunk_id for passage in chosen)
         return Injection(text, chosen)
-
-
-def _cite(passage: Passage) -> str:
-    return f"[{passage.title}, p. {passage.page}]" if passage.page else f"[{passage.title}]"
 
 
 def call_injector(count_tokens: Callable[[str], int], max_positions: int, store_path: Path | None = None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from michi_core.stores.conversations import SourceRef
 from michi_core.stores.rag.embedder import Embedder
 from michi_core.stores.rag.store import DocumentStore
 
@@ -31,6 +32,11 @@ class Passage:
     page: int | None  # 1-based, PDFs only
     score: float  # RRF score: only for ordering, not comparable between queries
     similarity: float | None  # cosine with the query; None if embedded by another model
+
+    def source_ref(self) -> SourceRef:
+        """What a transcript keeps of this passage once it was put into a call."""
+        return SourceRef(title=self.title, path=self.path, text=self.text, page=self.page,
+                         char_start=self.char_start, char_end=self.char_end)
 
 
 class Retriever:
