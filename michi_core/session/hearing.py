@@ -12,13 +12,19 @@ with good accuracy ships its weights offline, so Whisper is streamed the usual w
 2. **Passes while the user speaks.** Every `pass_every_s` of new speech the whole utterance so
    far is decoded again (greedy, word timestamps). A word is committed once two successive passes
    agree on it (LocalAgreement-2: the longest common prefix of the uncommitted words); a word at
-   the moving edge of the audio is the one Whisper still changes its mind about.
+   the moving edge of the audio is the one Whisper still changes its mind about. Whisper's encoder
+   always runs on a 30 s window, most of it padding for an utterance of a few seconds; here it
+   sees `window_s` (10 s) or the utterance plus 1 s, whichever is longer (whisper.cpp's
+   `audio_ctx`): measured 3-4x cheaper per pass, with the same words on real and synthetic
+   speech as the full window (listen_bench.py; a 3 s window made base write "Gregs in" for
+   "Gregson" and tiny.en loop).
 3. **Final pass.** When the utterance closes it is decoded once more and every word not yet
    committed is committed, then the utterance's whole text is reported (RAG's query).
 4. **No invented words.** Besides the VAD gate, a segment is dropped when Whisper itself doubts
    it: no-speech probability above `no_speech_max` unless its words are sure (Whisper's own rule,
    stricter), an average log-probability below `logprob_min` (noise, another language), or a compression ratio
-   above `compression_max` (the looping "thank you thank you" hallucination).
+   above `compression_max` (the looping "thank you thank you" hallucination). A multilingual model
+   (base) also says which language it heard: not English, no words (it would translate).
 
 Everything runs in one daemon thread: `feed()` only copies a frame into a queue, `poll()` only
 drains the words found so far, so the 80 ms step never waits for the recognizer. Words carry the
@@ -55,7 +61,7 @@ VAD_CONTEXT = 64  # samples of the previous window it sees in front of each one
 
 @dataclass
 class HearingSettings:
-    model: str = "tiny.en"  # "tiny.en", "base" or a CTranslate2 Whisper folder (see listen_bench for why)
+    model: str = "base"  # "base", "tiny.en" or a CTranslate2 Whisper folder (base: see listen_bench.py)
     device: str = "cpu"  # "cuda" puts Whisper on the GPU next to the model
     cpu_threads: int = 1  # the step keeps the other core: Whisper with 2 threads starves it
     speech_threshold: float = 0.5  # Silero probability that opens speech
@@ -70,6 +76,8 @@ class HearingSettings:
     no_speech_max: float = 0.6  # and a segment Whisper calls likely non-speech...
     confident_logprob: float = -0.5  # ...counts only if it is this sure of the words
     compression_max: float = 2.4  # gzip ratio above which a segment is a repetition loop
+    language_min: float = 0.5  # a multilingual model this sure of another language: no words
+    window_s: float = 10.0  # encoder window for short utterances (30 = Whisper's own, see above)
     restart_after_s: float = 1.0  # wait before reloading a recognizer that raised
 
 
@@ -110,14 +118,26 @@ class WhisperRecognizer:
     def __init__(self, settings: HearingSettings | None = None):
         from faster_whisper import WhisperModel
 
+        class WindowedWhisper(WhisperModel):
+            """Its encoder sees the first `window_frames` mel frames of faster-whisper's 30 s window."""
+
+            window_frames = 3000
+            last_encoding = None  # the encoder output of the last window (for language detection)
+
+            def encode(self, features: np.ndarray):
+                self.last_encoding = super().encode(features[..., :self.window_frames])
+                return self.last_encoding
+
         self.settings = s = settings or HearingSettings()
         self.offset_s = WORD_TIME_OFFSET_S.get(s.model, 0.0)
-        self.model = WhisperModel(str(whisper_model_dir(s.model)), device=s.device,
-                                  compute_type="int8" if s.device == "cpu" else "float16",
-                                  cpu_threads=s.cpu_threads, num_workers=1)
+        self.model = WindowedWhisper(str(whisper_model_dir(s.model)), device=s.device,
+                                     compute_type="int8" if s.device == "cpu" else "float16",
+                                     cpu_threads=s.cpu_threads, num_workers=1)
 
     def transcribe(self, audio: np.ndarray) -> list[RecognizedWord]:
         s = self.settings
+        seconds = max(s.window_s, len(audio) / WHISPER_RATE + 1.0)  # at least 1 s of padding after speech
+        self.model.window_frames = min(3000, 100 * int(np.ceil(seconds)))  # 100 mel frames per second
         # One temperature: the fallback re-decodes at higher temperatures, which costs passes and
         # produces exactly the guesses we don't want. No previous-text conditioning: each pass
         # decodes the utterance from its start.
@@ -126,6 +146,9 @@ class WhisperRecognizer:
                                             vad_filter=False, no_speech_threshold=None,
                                             log_prob_threshold=None, compression_ratio_threshold=None)
         words: list[RecognizedWord] = []
+        segments = list(segments)  # decoding happens here
+        if segments and not self._english():
+            return []
         for segment in segments:
             if segment.compression_ratio > s.compression_max or segment.avg_logprob < s.logprob_min:
                 continue
@@ -142,6 +165,16 @@ class WhisperRecognizer:
                     words.append(RecognizedWord(text, start, end))
         return words
 
+
+    def _english(self) -> bool:
+        """Was the audio English? A multilingual Whisper told "language=en" translates German into
+        fluent English (base: log-prob -0.86, above the threshold), so ask it which language it
+        heard, from the same encoder output (one decoder step). English-only models can't say, and
+        need not: what they make of another language is low-confidence and dropped."""
+        if not self.model.model.is_multilingual:
+            return True
+        language, probability = self.model.model.detect_language(self.model.last_encoding)[0][0]
+        return language == "<|en|>" or probability < self.settings.language_min
 
 class SpeechDetector:
     """Silero VAD v6 (faster-whisper's ONNX file), streaming: 16 kHz in, one probability per 32 ms."""
