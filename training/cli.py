@@ -25,6 +25,7 @@ from training.eval.commands import add_eval_commands
 from training.reproduce import add_reproduce_command
 from training.ship import add_ship_command
 from training.stages.codec import add_codec_command
+from training.stages.speak import add_speak_command
 from training.stages.speech import add_speech_commands
 
 
@@ -36,6 +37,7 @@ class _Stages:
     def register(stages) -> None:
         add_codec_command(stages)
         add_speech_commands(stages)
+        add_speak_command(stages)
         add_eval_commands(stages)
         add_reproduce_command(stages)
         add_ship_command(stages)

@@ -1,6 +1,7 @@
 """`michi-train data ...`: build a corpus folder (manifest + audio) step by step.
 
     michi-train data synth --hours 1 --out corpus --workers 2
+    michi-train data voice --hours 2 --out voice       # one voice, phoneme-timed (the speak stage)
     michi-train data ingest --out corpus --libritts /data/LibriTTS-R
     michi-train data align --out corpus
     michi-train data dialogues --count 500 --out corpus --workers 2
@@ -41,6 +42,11 @@ def register(stages) -> None:
     synth.add_argument("--text-file", nargs="+", default=[], metavar="FILE",
                        help="also speak sentences from these")
     _add_common(synth, whisper=False)
+
+    voice = command("voice", _voice, "one natural voice (piper joe) with its own phoneme timings: what "
+                                     "`michi-train speak` learns to say")
+    voice.add_argument("--hours", type=float, required=True, help="target hours of usable audio")
+    _add_common(voice, whisper=False)
 
     ingest = command("ingest", _ingest, "add a real corpus: LibriTTS(-R) layout or a folder of audio + .txt")
     source = ingest.add_mutually_exclusive_group(required=True)
@@ -97,6 +103,13 @@ def _synth(args) -> int:
 
     _print(build_synth(args.corpus, args.hours, voices=args.voices, workers=args.workers, seed=args.seed,
                        piper_share=args.piper_share, text_files=args.text_file, progress=args.progress))
+    return 0
+
+
+def _voice(args) -> int:
+    from .voice_corpus import build_voice_corpus
+
+    _print(build_voice_corpus(args.corpus, args.hours, workers=args.workers, seed=args.seed))
     return 0
 
 
