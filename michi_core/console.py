@@ -39,6 +39,11 @@ def clean(text: object) -> str:
     return _CONTROL.sub(_escape, str(text))
 
 
+def clean_lines(text: object) -> str:
+    """Like `clean`, keeping the line breaks of a message that has several lines."""
+    return "\n".join(clean(line) for line in str(text).split("\n"))
+
+
 def _escape(match: re.Match) -> str:
     char = match.group()
     if char in _NAMED:
@@ -79,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
         path = database_path()
         print(f"{name}: Michi's database {clean(path)} cannot be used ({clean(error)}). "
-              f"{clean(recovery_advice(path))}", file=sys.stderr)
+              f"{clean_lines(recovery_advice(path))}", file=sys.stderr)
         return 1
     except OSError as error:
         where = f"{clean(error.filename)}: " if error.filename else ""
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except Exception as error:
         if isinstance(error, user_errors()):
-            print(f"{name}: {clean(error)}", file=sys.stderr)
+            print(f"{name}: {clean_lines(error)}", file=sys.stderr)
             return 1
         raise
 

@@ -136,7 +136,7 @@ class SqliteStore:
         damage = _checked_once(path)
         if damage is not None:
             self.problem = _damaged(path, damage)
-            log.error("%s", self.problem)
+            log.debug("not writing to the damaged database %s (%s)", path, damage)
             return self._stand_in()
         if not _writable(path):
             return self._open_read_only(path)

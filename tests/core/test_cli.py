@@ -195,3 +195,31 @@ def test_control_characters_never_reach_the_terminal(tmp_path, capsys):
     # stderr also carries the libraries' progress bars (\r), but none of the file's characters
     assert not any(char in captured.err for char in "\x1b\x07\u202e"), repr(captured.err)
     assert "Title\\x1b[2J\\u202eevil" in captured.out and "Bob\\x1b[2J" in captured.out
+
+
+def test_a_damaged_or_read_only_database_is_a_clear_message_and_stays_as_it_was(michi_home, tmp_path, capsys,
+                                                                                 monkeypatch):
+    from michi_core.stores import database
+
+    monkeypatch.setattr(database, "_checked", {})
+    db = michi_home / "data" / "michi.sqlite3"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(os.urandom(20_000))  # random bytes where the database should be
+    before = db.read_bytes()
+    note = tmp_path / "note.txt"
+    note.write_text("The boiler is serviced every October.")
+    for argv in (["docs", "list"], ["voices", "list"], ["docs", "add", str(note)], ["voices", "remove", "1"]):
+        err = _fails_clearly(capsys, argv, "is damaged", ".recover")
+        assert "\\n" not in err, "a message's own line breaks are kept"
+    assert db.read_bytes() == before
+
+    db.unlink()  # the user moved it aside, as the message says (a new process: a new check)
+    monkeypatch.setattr(database, "_checked", {})
+    assert main(["docs", "add", str(note)]) == 0
+    capsys.readouterr()
+    real_access = os.access
+    monkeypatch.setattr(database.os, "access",  # as a user sees a read-only folder (root ignores the bits)
+                        lambda path, mode, **kw: False if mode & os.W_OK else real_access(path, mode, **kw))
+    monkeypatch.setattr(database, "_checked", {})
+    assert main(["docs", "list"]) == 0 and "note.txt" in capsys.readouterr().out, "reading still works"
+    _fails_clearly(capsys, ["docs", "remove", "1"], "read-only")
