@@ -46,10 +46,15 @@ class Transcript:
         with self._lock:
             self._segment_for(USER)
 
-    def add_user_text(self, frame_index: int, text: str) -> None:
+    def add_user_text(self, frame_index: int, text: str, spoken_frame: int | None = None) -> None:
+        """The user's words that reached the session at `frame_index`, spoken at `spoken_frame`.
+
+        The recognizer hears a word a second or so after it was said, when the assistant may have
+        begun answering: the word still goes into the user's turn it was spoken in."""
         if text:
+            spoken = frame_index if spoken_frame is None else spoken_frame
             with self._lock:
-                self._segment_for(USER).pieces.append(_Piece(text, frame_index, 0))
+                self._user_segment_at(spoken).pieces.append(_Piece(text, spoken, 0))
                 self.version += 1
 
     def add_typed_message(self, frame_index: int, text: str) -> None:
@@ -60,7 +65,7 @@ class Transcript:
                 self.version += 1
 
     def user_text_since(self, frame_index: int) -> str:
-        """What the listen head wrote for the user from `frame_index` on (one utterance's words)."""
+        """What the user said from `frame_index` on (one utterance's words)."""
         with self._lock:
             return "".join(p.text for s in self._segments if s.speaker == USER and not s.typed
                            for p in s.pieces if p.frame_index >= frame_index).strip()
@@ -121,6 +126,19 @@ class Transcript:
         with self._lock:
             return sum(1 for s in self._segments if s.speaker == ASSISTANT
                        for p in s.pieces if p.play_at > played_samples)
+
+    def _user_segment_at(self, frame: int) -> _Segment:
+        """The user's turn that was open at `frame`: the last one if only assistant turns that
+        began after `frame` follow it, else the open user turn (a new one if needed)."""
+        for index in range(len(self._segments) - 1, -1, -1):
+            segment = self._segments[index]
+            if segment.speaker == USER and not segment.typed:
+                later = self._segments[index + 1:]
+                if later and all(s.speaker == ASSISTANT and s.pieces and s.pieces[0].frame_index > frame
+                                 for s in later):
+                    return segment
+                break
+        return self._segment_for(USER)
 
     def _segment_for(self, speaker: str) -> _Segment:
         """The open turn of `speaker`: the last one if it is theirs and was not cut off, else a new one."""
