@@ -21,6 +21,7 @@ own on the same path (WAL mode lets them read while one writes).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -41,7 +42,7 @@ from michi_core.audio import AudioFileError, load_audio, pad_to_frames, resample
 from michi_core.model.config import CodecConfig
 from michi_core.model.model import MichiModel
 from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
-from michi_core.stores.database import SqliteStore, StoreDamaged
+from michi_core.stores.database import SqliteStore, StoreDamaged, StoreError
 from michi_core.stores.voice_checks import (
     MAX_TAKE_S,
     TakeReport,
@@ -255,7 +256,7 @@ class VoiceStore(SqliteStore):
         if wave.ndim != 1 or wave.size == 0:
             raise VoiceError("a voice needs mono audio with at least one sample")
         try:
-            with self.write():
+            with self._voice_write():
                 cursor = self.db.execute(
                     "INSERT INTO voices (name, transcript, duration_s, source, created_at, sample_rate, "
                     "audio_flac) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -271,7 +272,7 @@ class VoiceStore(SqliteStore):
         name = self._valid_name(name)
         self.get(voice_id)
         try:
-            with self.write():
+            with self._voice_write():
                 self.db.execute("UPDATE voices SET name = ? WHERE id = ?", [name, voice_id])
         except sqlite3.IntegrityError:
             raise self._name_taken(name) from None
@@ -279,9 +280,19 @@ class VoiceStore(SqliteStore):
 
     def remove(self, voice_id: int) -> bool:
         """Delete a voice and its cached latents; False if there was no such voice."""
-        with self.write():
+        with self._voice_write():
             cursor = self.db.execute("DELETE FROM voices WHERE id = ?", [voice_id])
         return cursor.rowcount > 0
+
+    @contextlib.contextmanager
+    def _voice_write(self):
+        """A write whose store problem (read-only, damaged) is a VoiceError: what the Voices panel
+        and the enrollment dialog show the user."""
+        try:
+            with self.write():
+                yield
+        except StoreError as error:
+            raise VoiceError(str(error)) from error
 
     def _valid_name(self, name: str) -> str:
         name = " ".join(name.split())

@@ -21,7 +21,7 @@ from michi_core.stores.conversations import ConversationStore
 from michi_core.stores.database import StoreDamaged, StoreReadOnly, describe
 from michi_core.stores.rag.chunking import ChunkSpan
 from michi_core.stores.rag.store import DocumentStore
-from michi_core.stores.voices import VoiceStore
+from michi_core.stores.voices import VoiceError, VoiceStore
 
 REPO = Path(__file__).resolve().parents[3]
 FILES_PER_WRITER = 60
@@ -35,7 +35,7 @@ WRITER = textwrap.dedent("""
     import numpy as np
     from michi_core.stores.conversations import ConversationStore, Turn
     from michi_core.stores.rag import ChunkingConfig, DocumentStore, Ingestor
-    from michi_core.stores.voices import VoiceStore
+    from michi_core.stores.voices import VoiceError, VoiceStore
 
     class FastEmbedder:
         name, dim, max_tokens = "fast-test-embedder", 16, 256
@@ -150,7 +150,7 @@ def test_a_damaged_database_is_detected_and_left_untouched(tmp_path, damage, mon
         assert store.documents() == [], "reads find nothing rather than crash"
         with pytest.raises(StoreDamaged):
             store.record_failure(path="/y.txt", title="y", message="must not be written")
-    with VoiceStore(db) as voices, pytest.raises(StoreDamaged):
+    with VoiceStore(db) as voices, pytest.raises(VoiceError, match="damaged"):  # shown by the Voices panel
         voices.add("Ann", np.full(2400, 0.1, np.float32), 24_000)
     with ConversationStore(db) as calls, pytest.raises(StoreDamaged):
         calls.save(started_at="a", ended_at="b", model="m", sample_rate=24_000,
@@ -183,6 +183,8 @@ def test_a_read_only_database_reads_and_refuses_writes_clearly(tmp_path, monkeyp
             assert [d.title for d in store.documents()] == ["kept.txt"]
             with pytest.raises(StoreReadOnly):
                 store.record_failure(path="/new.txt", title="new.txt", message="refused")
+        with VoiceStore(db) as voices, pytest.raises(VoiceError, match="read-only"):
+            voices.add("Ann", np.full(2400, 0.1, np.float32), 24_000)  # what the Voices panel shows
         assert "read-only" in describe(db)
         assert _sha(db) == before
     finally:
