@@ -187,6 +187,7 @@ class SpeechStack(nn.Module):
         self.flow = FlowHead(config.flow, latent_dim, cond_dim=w)
         self.register_buffer("latent_mean", torch.zeros(latent_dim))
         self.register_buffer("latent_std", torch.ones(latent_dim))
+        self.register_buffer("silence", torch.zeros(latent_dim))  # codec latent of silence: what an idle voice says
 
     # -- latents ------------------------------------------------------------------------------------
     def normalize(self, latents: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,9 @@ class SpeakStageConfig(TrainConfig):
     data: str = ""  # a voice corpus (`michi-train data voice`)
     codec: str = ""  # the codec whose latents the stack predicts (a codec or full checkpoint dir)
     cache: str = ""  # where the cached latents/backbone states go (default: <data>/speak_cache)
+    init: str = ""  # start from this speak export or checkpoint folder (speech.safetensors); the latent
+    # statistics are this codec's: a stack pretrained on another codec's latents (or while the codec
+    # trains) keeps what it learned of timing and pronunciation and re-learns the latent mapping
     preset: str = "small"  # backbone and tokenizer
     batch_size: int = 16
     max_frames: int = 96  # crop items to this many frames (7.7 s)
@@ -149,17 +152,34 @@ def backbone_states(backbone, tokenizer, tokens: list[int]) -> torch.Tensor:
 
 
 def build_cache(cfg: SpeakStageConfig, codec, backbone, tokenizer, speech: SpeechConfig,
-                sample_rate: int, frame_size: int) -> Path:
-    """Latents, backbone states and frame plans of every usable utterance, one safetensors file per
-    split (resumes nothing: it is minutes; delete the folder to rebuild)."""
-    from michi_core.audio import load_audio
+                sample_rate: int, frame_size: int) -> tuple[Path, Path]:
+    """Two caches, each one safetensors file per split, built once (delete a folder to rebuild it):
+    - text: the frame plans and the backbone states of every usable utterance (codec-independent:
+      made while the codec still trains, kept when it changes);
+    - latents: the codec's latents of the same utterances, in the same order."""
+    suffix = f"-lead{speech.text_lead}" + (f"-max{cfg.max_items}" if cfg.max_items else "")
+    root = Path(cfg.cache or Path(cfg.data) / "speak_cache")
+    text_dir = root / f"text-{cfg.preset}{suffix}"
+    latents_dir = root / f"latents-{codec_fingerprint(cfg.codec)}{suffix}"
+    if not (text_dir / "done.json").is_file():
+        _build_text_cache(cfg, text_dir, backbone, tokenizer, speech, sample_rate, frame_size)
+    if not (latents_dir / "done.json").is_file():
+        _build_latent_cache(cfg, text_dir, latents_dir, codec, speech.text_lead, sample_rate, frame_size)
+    return text_dir, latents_dir
+
+
+def padded_frames(samples: int, lead: int, frame_size: int) -> int:
+    """Frames of an utterance with `lead` silent frames before it and TAIL_FRAMES after."""
+    return -(-(lead * frame_size + samples + TAIL_FRAMES * frame_size) // frame_size)
+
+
+def _build_text_cache(cfg: SpeakStageConfig, cache: Path, backbone, tokenizer, speech: SpeechConfig,
+                      sample_rate: int, frame_size: int) -> None:
+    import soundfile as sf
+
     from training.data.manifest import Manifest
     from training.data.voice_corpus import phoneme_times
 
-    cache = Path(cfg.cache or Path(cfg.data) / "speak_cache") / (
-        f"{codec_fingerprint(cfg.codec)}-lead{speech.text_lead}" + (f"-max{cfg.max_items}" if cfg.max_items else ""))
-    if (cache / "done.json").is_file():
-        return cache
     cache.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(cfg.data)
     table = PhonemeTable(speech.symbols)
@@ -178,28 +198,45 @@ def build_cache(cfg: SpeakStageConfig, codec, backbone, tokenizer, speech: Speec
             if table.ids(symbols) != utterance.symbol_ids:
                 log.warning("%s: phonemes differ from the corpus's; skipped", row["id"])
                 continue
-            wave = load_audio(manifest.resolve(row["path"]), sample_rate)
-            lead = np.zeros(speech.text_lead * frame_size, np.float32)
-            total = len(lead) + len(wave) + TAIL_FRAMES * frame_size
-            total += (-total) % frame_size
-            padded = np.zeros(total, np.float32)
-            padded[len(lead):len(lead) + len(wave)] = wave
-            latents = encode_latents(codec, padded)  # (T, D)
-            plan = frame_plan(utterance, starts, len(latents), speech, frame_s)
+            path = manifest.resolve(row["path"])
+            info = sf.info(str(path))
+            assert info.samplerate == sample_rate, f"{path}: the voice corpus is stored at {sample_rate} Hz"
+            frames = padded_frames(info.frames, speech.text_lead, frame_size)
+            plan = frame_plan(utterance, starts, frames, speech, frame_s)
             key = str(len(items))
-            tensors[f"{key}.latents"] = latents
             tensors[f"{key}.backbone"] = backbone_states(backbone, tokenizer, plan.tokens)  # fp32: exact replay
             tensors[f"{key}.tokens"] = torch.tensor(plan.tokens, dtype=torch.long)
             for name in ("window", "stay", "ahead", "token_index", "emit", "advance"):
                 tensors[f"{key}.{name}"] = torch.from_numpy(np.ascontiguousarray(getattr(plan, name)))
-            items.append({"id": row["id"], "text": row["text"], "frames": len(latents)})
+            items.append({"id": row["id"], "text": row["text"], "frames": frames, "path": str(path)})
+            if len(items) % 200 == 0:
+                log.info("speak text cache %s: %d utterances", split, len(items))
         if items:
             save_file(tensors, str(cache / f"{split}.safetensors"))
         (cache / f"{split}.json").write_text(json.dumps(items))
         summary[split] = {"items": len(items), "hours": sum(i["frames"] for i in items) * frame_s / 3600}
-        log.info("speak cache %s: %s", split, summary[split])
+        log.info("speak text cache %s: %s", split, summary[split])
     (cache / "done.json").write_text(json.dumps(summary))
-    return cache
+
+
+def _build_latent_cache(cfg: SpeakStageConfig, text_dir: Path, cache: Path, codec, lead: int, sample_rate: int,
+                        frame_size: int) -> None:
+    from michi_core.audio import load_audio
+
+    cache.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "valid", "test"):
+        items = json.loads((text_dir / f"{split}.json").read_text())
+        tensors = {}
+        for key, item in enumerate(items):
+            wave = load_audio(item["path"], sample_rate)
+            padded = np.zeros(item["frames"] * frame_size, np.float32)
+            padded[lead * frame_size:lead * frame_size + len(wave)] = wave
+            tensors[f"{key}.latents"] = encode_latents(codec, padded)  # (T, D)
+            if (key + 1) % 200 == 0:
+                log.info("speak latent cache %s: %d utterances", split, key + 1)
+        if tensors:
+            save_file(tensors, str(cache / f"{split}.safetensors"))
+    (cache / "done.json").write_text(json.dumps({"codec": str(cfg.codec)}))
 
 
 @torch.no_grad()
@@ -212,11 +249,15 @@ def encode_latents(codec, wave: np.ndarray) -> torch.Tensor:
 
 
 class CachedSplit:
-    """One split of the cache in memory."""
+    """One split of both caches in memory."""
 
-    def __init__(self, cache: Path, split: str):
-        self.items = json.loads((cache / f"{split}.json").read_text())
-        self.tensors = load_file(str(cache / f"{split}.safetensors")) if self.items else {}
+    def __init__(self, caches: tuple[Path, Path], split: str):
+        text_dir, latents_dir = caches
+        self.items = json.loads((text_dir / f"{split}.json").read_text())
+        self.tensors = {}
+        if self.items:
+            self.tensors = {**load_file(str(text_dir / f"{split}.safetensors")),
+                            **load_file(str(latents_dir / f"{split}.safetensors"))}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -300,23 +341,30 @@ class SpeakStage:
         self.backbone = build_backbone(model_config.backbone).eval().requires_grad_(False)
         codec = Codec.from_pretrained(cfg.codec).eval()
         self.speech_config = speech_config(cfg, piper_symbols())
-        self.cache_dir = build_cache(cfg, codec, self.backbone, self.tokenizer, self.speech_config,
+        self.caches = build_cache(cfg, codec, self.backbone, self.tokenizer, self.speech_config,
                                      codec.config.sample_rate, codec.config.frame_size)
         self.codec_config = codec.config
-        self.train = CachedSplit(self.cache_dir, "train")
-        self.valid = CachedSplit(self.cache_dir, "valid")
+        self.train = CachedSplit(self.caches, "train")
+        self.valid = CachedSplit(self.caches, "valid")
         if len(self.train) == 0:
             raise SystemExit(f"{cfg.data}: no usable training utterances")
         stack = SpeechStack(self.speech_config, codec.config.latent_dim, model_config.backbone.hidden_size)
         all_latents = torch.cat([self.train.get(i, "latents") for i in range(len(self.train))])
+        if cfg.init:
+            state = load_file(str(Path(cfg.init) / "speech.safetensors"))
+            state = {k: v for k, v in state.items() if k not in ("latent_mean", "latent_std", "silence")}
+            stack.load_state_dict(state, strict=False)
+            log.info("speak stage: initialised from %s", cfg.init)
         stack.latent_mean.copy_(all_latents.mean(0))
         stack.latent_std.copy_(all_latents.std(0).clamp_min(1e-3))
+        # every cached utterance starts with text_lead silent frames
+        stack.silence.copy_(torch.stack([self.train.get(i, "latents")[0] for i in range(len(self.train))]).mean(0))
         self.stack = stack.to(device)
         self.train_seconds: float | None = None  # wall time spent in training steps (the learning curve's x)
         Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.out_dir) / "speech_config.json").write_text(json.dumps(dataclasses.asdict(self.speech_config)))
         log.info("speak stage: %d train / %d valid utterances, stack %.2fM parameters, cache %s",
-                 len(self.train), len(self.valid), sum(p.numel() for p in stack.parameters()) / 1e6, self.cache_dir)
+                 len(self.train), len(self.valid), sum(p.numel() for p in stack.parameters()) / 1e6, self.caches)
         return {"speech": self.stack}
 
     def optimizers(self, modules):
