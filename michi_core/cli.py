@@ -36,10 +36,13 @@ def parameter_breakdown(preset_name: str) -> list[tuple[str, int]]:
         ("listen head", count(model.listen)),
         ("flow speak head", count(model.flow)),
         ("audio latent input projection", count(model.audio_in)),
-        ("codec encoder", count(model.codec.encoder)),
-        ("codec decoder (causal HiFi-GAN)", count(model.codec.decoder)),
+        ("codec encoder (log-mel -> latents)", count(model.codec.encoder)),
+        ("codec decoder (latents -> log-mel)", count(model.codec.decoder)),
     ]
-    rows.append(("total", count(model)))
+    # the pretrained vocoder is frozen (its tensors are buffers, not parameters) but it is part of the model
+    vocoder = sum(b.numel() for b in model.codec.vocoder.buffers())
+    rows.append(("codec vocoder (pretrained HiFi-GAN V1, frozen)", vocoder))
+    rows.append(("total", count(model) + vocoder))
     return rows
 
 
@@ -98,6 +101,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_codec(args: argparse.Namespace) -> int:
     """Resynthesize a file through the codec, frame by frame on the streaming path, streaming the
     files too (memory is the same for a second or an hour)."""
+    import numpy as np
     import torch
 
     from michi_core.model.model import DEFAULT_CHECKPOINT, shipped_codec
@@ -112,11 +116,24 @@ def cmd_codec(args: argparse.Namespace) -> int:
     codec = load_codec(checkpoint)
     c = codec.config
     frames = AudioFrames(args.input, c.sample_rate, c.frame_size)
+    # The output lags the input by the codec's delay (analysis window, vocoder look-ahead): drop that much
+    # from the start and feed silence at the end, so the file lines up with its input, sample for sample.
+    delay = round(codec.delay_seconds * c.sample_rate)
+    produced = 0  # samples decoded so far
+
+    def resynthesize(frame, writer, limit=None):
+        nonlocal produced
+        audio = codec.decode(codec.encode(torch.from_numpy(frame)[None]).mean)[0].numpy()
+        start, produced = max(0, delay - produced), produced + len(audio)
+        writer.write(audio[start:limit])
+
     with torch.inference_mode(), AudioFileWriter(args.output, c.sample_rate) as writer:
         codec.start_streaming(1)
         for frame in frames:
-            latent = codec.encode(torch.from_numpy(frame)[None]).mean
-            writer.write(codec.decode(latent)[0].numpy())
+            resynthesize(frame, writer)
+        silence = np.zeros(c.frame_size, np.float32)
+        while produced < delay + frames.frames_read * c.frame_size:
+            resynthesize(silence, writer, limit=delay + frames.frames_read * c.frame_size - produced)
     print(f"wrote {clean(args.output)}: {frames.frames_read} frames through the streaming codec "
           f"({clean(checkpoint)})")
     return 0

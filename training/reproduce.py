@@ -19,8 +19,7 @@ Step counts are the preset's (`Recipe.steps`), those given with `--steps STAGE=N
 `--budget-minutes`: the data is built first, `EVAL_SHARE` of the budget is kept for the evaluation,
 and what is left is shared among the stages in `Recipe.budget_shares` (a stage that finishes early
 leaves its time to the next). A stage's step count is its time divided by its measured step time:
-`CALIBRATION_STEPS` steps of a throwaway copy of the stage (the codec's with the discriminators on,
-its costliest kind of step).
+`CALIBRATION_STEPS` steps of a throwaway copy of the stage.
 """
 
 from __future__ import annotations
@@ -45,10 +44,6 @@ LOSS_KEYS = {"codec": "mel", "speech": "total", "joint": "total", "duplex": "tot
 EVAL_SHARE = 0.1  # of --budget-minutes, kept for the evaluation
 CALIBRATION_STEPS = 3  # timed steps of a stage to derive its step count (the first is a warm-up)
 MIN_STEPS = 10  # a stage trains at least this long, whatever the budget says
-# A budget that buys the codec fewer GAN steps than this trains it on reconstruction losses alone: a few
-# hundred adversarial steps do not change what it sounds like, and on a CPU each one costs ~10 generator-only
-# steps, which do (see `budget_steps`).
-MIN_ADVERSARIAL_STEPS = 1000
 
 
 @dataclass
@@ -70,9 +65,7 @@ class Recipe:
     real_speech: str | None = None  # human recordings the codec eval also scores (`eval codec --real`)
     codec: dict[str, Any] = field(default_factory=dict)  # CodecStageConfig fields
     speech: dict[str, Any] = field(default_factory=dict)  # SpeechStageConfig fields (speech, joint, duplex)
-    # Codec schedule points as shares of its steps (the stage's defaults are for 10k+ steps):
-    codec_adv_start: float = 0.2  # GAN losses from here on (reconstruction first)
-    codec_kl_warmup: float = 0.2  # KL weight ramp
+    codec_kl_warmup: float = 0.2  # the codec's KL weight ramp, as a share of its steps
     warmup: float = 0.02  # learning-rate warm-up, every stage
     budget_shares: dict[str, float] = field(
         default_factory=lambda: {"codec": 0.4, "speech": 0.25, "joint": 0.2, "duplex": 0.15})
@@ -92,17 +85,17 @@ RECIPES = {
         dialogues_per_hour=150, min_dialogues=7, texts_per_hour=2000, min_texts=40, whisper="tiny.en",
         dialogue_max_wer=0.5,  # tiny.en often mishears espeak: keep the few held-out dialogues (timing is exact)
         eval_limit=3, steps={"codec": 40, "speech": 25, "joint": 10, "duplex": 10},
-        codec={"batch_size": 4, "crop_frames": 4, "lr": 3e-3, "disc_channels": 8, "eval_every": 0,
+        codec={"batch_size": 4, "crop_frames": 4, "lr": 3e-3, "eval_every": 0,
                "save_every": 1000, "log_every": 1, "eval_clips": 4},
         speech={"batch_size": 4, "max_frames": 24, "lr": 3e-3, "lora_rank": 4, "eval_every": 0, "save_every": 1000,
                 "log_every": 1, "eval_batches": 2},
-        codec_adv_start=0.75, codec_kl_warmup=0.5, warmup=0.1),
+        codec_kl_warmup=0.5, warmup=0.1),
     # The embedded default's recipe: SmolLM2-135M backbone; give it hours of speech and a GPU budget.
     "small": Recipe(
         preset="small", hours=1.0, voices=None, dialogue_voices=None, dialogues_per_hour=150, min_dialogues=20,
         texts_per_hour=2000, min_texts=200, whisper="base", dialogue_max_wer=DEFAULT_MAX_WER, eval_limit=50,
-        steps={"codec": 20_000, "speech": 10_000, "joint": 4_000, "duplex": 3_000},
-        codec={"batch_size": 16, "crop_frames": 8, "lr": 2e-4},
+        steps={"codec": 3_000, "speech": 10_000, "joint": 4_000, "duplex": 3_000},
+        codec={"batch_size": 16, "crop_frames": 24, "lr": 1e-3},
         speech={"batch_size": 8, "max_frames": 64, "lr": 3e-4, "lora_rank": 16}, real_speech="arctic"),
 }
 
@@ -126,10 +119,8 @@ def build_corpus(corpus: Path, recipe: Recipe, hours: float, workers: int, seed:
     }
 
 
-def stage_config(name: str, recipe: Recipe, out: Path, steps: int, seed: int, device: str,
-                 adversarial: bool = True):
-    """The stage's config for `steps` optimizer steps, schedule points scaled to that length
-    (`adversarial=False`: the codec never switches its discriminators on)."""
+def stage_config(name: str, recipe: Recipe, out: Path, steps: int, seed: int, device: str):
+    """The stage's config for `steps` optimizer steps, schedule points scaled to that length."""
     from training.stages.codec import CodecStageConfig
     from training.stages.speech import SpeechStageConfig
 
@@ -137,9 +128,7 @@ def stage_config(name: str, recipe: Recipe, out: Path, steps: int, seed: int, de
     common = {"out_dir": str(runs / name), "preset": recipe.preset, "data": corpus, "steps": steps, "seed": seed,
               "device": device, "warmup_steps": max(1, round(recipe.warmup * steps))}
     if name == "codec":
-        adv_start = round(recipe.codec_adv_start * steps) if adversarial else steps
-        return CodecStageConfig(**common, **recipe.codec, adv_start_step=adv_start,
-                                kl_warmup_steps=max(1, round(recipe.codec_kl_warmup * steps)))
+        return CodecStageConfig(**common, **recipe.codec, kl_warmup_steps=max(1, round(recipe.codec_kl_warmup * steps)))
     previous = {"speech": "", "joint": "speech", "duplex": "joint"}[name]
     return SpeechStageConfig(**common, **recipe.speech, mode=name, codec=str(runs / "codec" / "export"),
                              init=str(runs / previous / "export") if previous else "")
@@ -152,16 +141,13 @@ def make_stage(config):
     return CodecStage(config) if isinstance(config, CodecStageConfig) else SpeechStage(config)
 
 
-def measure_step_seconds(config, adversarial: bool = True) -> float:
+def measure_step_seconds(config) -> float:
     """Seconds per optimizer step of a stage, timed on a throwaway copy writing to a temporary folder
-    (the real run stays exactly what an uninterrupted run of its step count is). For the codec,
-    `adversarial` times its steps with the discriminators on, or without them."""
+    (the real run stays exactly what an uninterrupted run of its step count is)."""
     from training.trainer import StepContext, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         probe = dataclasses.replace(config, out_dir=tmp)
-        if hasattr(probe, "adv_start_step"):
-            probe.adv_start_step = 0 if adversarial else probe.steps
         stage = make_stage(probe)
         trainer = Trainer(stage)
         ctx = StepContext(trainer)
@@ -230,22 +216,16 @@ def reproduce(preset: str, out: str | Path, budget_minutes: float | None = None,
     for k, name in enumerate(TRAIN_STAGES):
         if (steps or {}).get(name):
             count = steps[name]
-            if name == "codec":  # a step count given by hand trains the recipe's schedule, GAN phase included
-                record["plan"]["codec_adversarial"] = True
         elif name in previous.get("plan", {}):  # a re-run keeps the step counts it planned
             count = previous["plan"][name]
         elif deadline is not None:
-            count, adversarial = budget_steps(name, recipe, out, seed, device, deadline, budget_minutes,
-                                              TRAIN_STAGES[k:])
-            if name == "codec":
-                record["plan"]["codec_adversarial"] = adversarial
+            count = budget_steps(name, recipe, out, seed, device, deadline, budget_minutes, TRAIN_STAGES[k:])
         else:
             count = recipe.steps[name]
         record["plan"][name] = count
         save()
-        adversarial = record["plan"].setdefault("codec_adversarial", previous.get("plan", {}).get("codec_adversarial", True))
         log.info("reproduce: %s stage, %d steps", name, count)
-        config = stage_config(name, recipe, out, count, seed, device, adversarial=adversarial)
+        config = stage_config(name, recipe, out, count, seed, device)
         record["stages"][name] = train_stage(config, LOSS_KEYS[name])
         save()
 
@@ -270,28 +250,18 @@ def reproduce(preset: str, out: str | Path, budget_minutes: float | None = None,
 
 
 def budget_steps(name: str, recipe: Recipe, out: Path, seed: int, device: str, deadline: float,
-                 budget_minutes: float, remaining: tuple[str, ...]) -> tuple[int, bool]:
-    """This stage's share of the time left (less the evaluation's), in steps of its measured length, and
-    whether the codec's discriminators are worth their cost in it (False: reconstruction losses only)."""
+                 budget_minutes: float, remaining: tuple[str, ...]) -> int:
+    """This stage's share of the time left (less the evaluation's), in steps of its measured length."""
     left = deadline - time.monotonic() - EVAL_SHARE * 60 * budget_minutes
     share = recipe.budget_shares[name] / sum(recipe.budget_shares[s] for s in remaining)
     config = stage_config(name, recipe, out, recipe.steps[name], seed, device)
     seconds_per_step = measure_step_seconds(config)
-    if name == "codec":  # reconstruction steps first, then GAN steps, if the budget buys enough of them
-        plain = measure_step_seconds(config, adversarial=False)
-        gan_share = 1 - recipe.codec_adv_start
-        mixed = gan_share * seconds_per_step + (1 - gan_share) * plain
-        adversarial = gan_share * left * share / mixed >= MIN_ADVERSARIAL_STEPS
-        seconds_per_step = mixed if adversarial else plain
-        if not adversarial:
-            log.info("codec: the budget buys under %d GAN steps; training on reconstruction losses only",
-                     MIN_ADVERSARIAL_STEPS)
     count = int(left * share / seconds_per_step)
     if count < MIN_STEPS:
         log.warning("%s: %.0f s of budget left for it is %d steps of %.2f s; training %d steps anyway", name,
                     left * share, count, seconds_per_step, MIN_STEPS)
     log.info("%s: %.0f s of the budget at %.3f s per step", name, left * share, seconds_per_step)
-    return max(MIN_STEPS, count), name != "codec" or adversarial
+    return max(MIN_STEPS, count)
 
 
 # -- command line ----------------------------------------------------------------------------------------------

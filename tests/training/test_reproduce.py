@@ -141,23 +141,17 @@ def test_a_time_budget_becomes_step_counts_from_measured_steps(reproduced):
     assert 0 < seconds < 30
     assert sorted(p.name for p in (out / "runs" / "codec" / "checkpoints").iterdir()) == before, "timing touched the run"
     deadline = time.monotonic() + 600
-    steps, _ = budget_steps("speech", recipe, out, 0, "cpu", deadline, budget_minutes=10,
+    steps = budget_steps("speech", recipe, out, 0, "cpu", deadline, budget_minutes=10,
                             remaining=("speech", "joint", "duplex"))
     assert 50 < steps < 100_000, steps  # ~540 s left, 0.25 / 0.6 of it for speech, at well under a second a step
 
 
-def test_a_small_budget_trains_the_codec_without_discriminators(reproduced):
-    """GAN steps cost several reconstruction steps: a budget that buys only a few hundred of them buys
-    reconstruction steps instead, and a long one keeps the recipe's GAN phase."""
+def test_a_longer_budget_buys_the_codec_more_steps(reproduced):
     out, _ = reproduced
     recipe = RECIPES["tiny"]
-    short, adversarial = budget_steps("codec", recipe, out, 0, "cpu", time.monotonic() + 60, budget_minutes=1,
-                                      remaining=TRAIN_STAGES)
-    assert not adversarial and short >= 10
-    config = stage_config("codec", recipe, out, short, 0, "cpu", adversarial=False)
-    assert config.adv_start_step >= config.steps  # the discriminators never switch on
-    long, adversarial = budget_steps("codec", recipe, out, 0, "cpu", time.monotonic() + 36_000,
-                                     budget_minutes=600, remaining=TRAIN_STAGES)
-    assert adversarial and long > short
-    assert stage_config("codec", recipe, out, long, 0, "cpu").adv_start_step < long
+    short = budget_steps("codec", recipe, out, 0, "cpu", time.monotonic() + 60, budget_minutes=1,
+                         remaining=TRAIN_STAGES)
+    long = budget_steps("codec", recipe, out, 0, "cpu", time.monotonic() + 36_000, budget_minutes=600,
+                        remaining=TRAIN_STAGES)
+    assert 10 <= short < long
 

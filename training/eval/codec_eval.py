@@ -5,9 +5,16 @@ frame at a time, posterior means), then:
 - WER: Whisper on the original and on the resynthesized audio, both against the known text, and the
   codec's target (resynthesized within 1.5x the original's, plus 2 points);
 - STOI, wideband PESQ (resynthesized vs original, 16 kHz) and DNSMOS of both;
-- mel distance: the log-mel L1 the codec stage trains on (training/losses.py);
-- latent statistics: mean and spread of the posterior means, the mean posterior standard deviation
-  and the KL to N(0, I) per dimension: the flow head's targets should stay near N(0, I).
+- speaker similarity: resemblyzer's cosine between the original's and the resynthesis's d-vectors;
+- mel distance: L1 between the log-mels (the codec's own analysis) of the original and the resynthesis;
+- decode cost: wall time of each frame's decode (latent -> 1920 samples), p50/p95, on this machine;
+- latent statistics: mean and spread of the posterior means, the mean posterior standard deviation,
+  the KL to N(0, I) per dimension and the frame-to-frame step: the flow head's targets should stay
+  near N(0, I) and smooth.
+
+The resynthesis lags the original by `codec.delay_seconds` (the vocoder's look-ahead and the
+analysis window): the stream is fed that much silence at the end and the resynthesis is shifted
+back, so every measure compares the same moments.
 
 With `real`, human recordings that are in no corpus (real_speech.py) are scored the same way, apart.
 
@@ -26,33 +33,23 @@ import torch
 
 from michi_core.audio import load_audio, pad_to_frames, save_audio
 from michi_core.model.codec import Codec, Posterior
-from training.losses import mel_loss
+from training.stages.codec import latent_statistics
 
 from .asr import Transcriber, word_error_rate
 from .heldout import HELD_OUT, held_out_rows
 from .quality import SpeechQuality, mean_or_none, to_quality_rate
+from .speaker import SpeakerEncoder
 
 log = logging.getLogger(__name__)
 
 
-@torch.inference_mode()
-def resynthesize_streaming(codec: Codec, wave: np.ndarray) -> tuple[np.ndarray, Posterior]:
-    """(n,) float32 -> the codec's (n,) resynthesis, frame by frame, and the posterior over (T, d)."""
-    fs = codec.config.frame_size
+def resynthesize_streaming(codec: Codec, wave: np.ndarray,
+                           decode_ms: list[float] | None = None) -> tuple[np.ndarray, Posterior]:
+    """(n,) float32 -> the codec's (n,) resynthesis, frame by frame and aligned with `wave`, and the
+    posterior over (T, d) (Codec.resynthesize)."""
     device = next(codec.parameters()).device
-    frames = torch.from_numpy(pad_to_frames(wave, fs).reshape(-1, fs)).to(device)  # (T, fs)
-    means, logvars, out = [], [], []
-    codec.start_streaming(1)
-    try:
-        for frame in frames:
-            posterior = codec.encode(frame[None])  # (1, 1, d)
-            means.append(posterior.mean[0])
-            logvars.append(posterior.logvar[0])
-            out.append(codec.decode(posterior.mean)[0])
-    finally:
-        codec.stop_streaming()
-    audio = torch.cat(out).float().cpu().numpy()[: len(wave)]
-    return audio, Posterior(torch.cat(means), torch.cat(logvars))  # (T, d) each
+    audio, posterior = codec.resynthesize(torch.from_numpy(wave).to(device), decode_ms)
+    return audio.float().cpu().numpy(), posterior
 
 
 def evaluate_codec(checkpoint: str | Path, corpus: str | Path, limit: int | None = None, whisper: str = "base",
@@ -68,14 +65,17 @@ def evaluate_codec(checkpoint: str | Path, corpus: str | Path, limit: int | None
         raise SystemExit(f"{corpus}: no held-out utterances ({'/'.join(HELD_OUT)} splits) to evaluate on")
     quality = SpeechQuality(dnsmos=dnsmos)
     asr = Transcriber(whisper)
-    items, posteriors = [], []
+    speakers = SpeakerEncoder()
+    items, posteriors, decode_ms = [], [], []
     for row in rows:
-        item, posterior = _score(codec, load_audio(row["audio_path"], sr), row["text"], quality, asr, audio_dir,
-                                 row["id"])
+        item, posterior = _score(codec, load_audio(row["audio_path"], sr), row["text"], quality, asr, speakers,
+                                 audio_dir, row["id"], decode_ms)
         items.append({"id": row["id"], "speaker": row["speaker"], **item})
         posteriors.append(posterior)
     unavailable = dict(quality.unavailable)
-    metrics: dict[str, Any] = {**_summary(items, quality, unavailable), "latents": latent_statistics(posteriors)}
+    metrics: dict[str, Any] = {**_summary(items, quality, unavailable), "latents": latent_statistics(posteriors),
+                               "latent_dim": codec.config.latent_dim,
+                               "delay_ms": 1000 * codec.delay_seconds, "lookahead_ms": 1000 * codec.lookahead_seconds}
     real_items = []
     if real is None:
         unavailable["real"] = "no real recordings given (--real DIR or --real arctic)"
@@ -87,14 +87,16 @@ def evaluate_codec(checkpoint: str | Path, corpus: str | Path, limit: int | None
         except RealSpeechError as error:
             recordings, unavailable["real"] = [], str(error)
         for recording in recordings:
-            item, _ = _score(codec, load_audio(recording.path, sr), recording.text, quality, asr, audio_dir,
-                             f"real-{recording.id}")
+            item, _ = _score(codec, load_audio(recording.path, sr), recording.text, quality, asr, speakers,
+                             audio_dir, f"real-{recording.id}", decode_ms)
             real_items.append({"id": recording.id, "path": str(recording.path), **item})
         if real_items:
             real_unavailable: dict[str, str] = {}
             metrics["real"] = {**_summary(real_items, quality, real_unavailable), "clips": len(real_items)}
             for key, reason in {**quality.unavailable, **real_unavailable}.items():
                 unavailable.setdefault(f"real.{key}", reason)
+    metrics["decode_ms"] = {"p50": float(np.percentile(decode_ms, 50)), "p95": float(np.percentile(decode_ms, 95)),
+                            "frames": len(decode_ms), "threads": torch.get_num_threads()}
     return {"evaluation": "codec", "checkpoint": str(checkpoint), "corpus": str(corpus), "splits": list(HELD_OUT),
             "utterances": len(items), "whisper": asr.name, "streaming": True, "metrics": metrics,
             "unavailable": unavailable, "items": items, "real_items": real_items,
@@ -106,24 +108,35 @@ WER_TARGET_RATIO, WER_TARGET_POINTS = 1.5, 0.02
 
 
 def _score(codec: Codec, original: np.ndarray, text: str, quality: SpeechQuality, asr: Transcriber,
-           audio_dir: Path | None, name: str) -> tuple[dict[str, Any], Posterior]:
+           speakers: SpeakerEncoder, audio_dir: Path | None, name: str,
+           decode_ms: list[float]) -> tuple[dict[str, Any], Posterior]:
     """One clip through the streaming codec, scored against its original."""
     sr = codec.config.sample_rate
-    resynthesized, posterior = resynthesize_streaming(codec, original)
+    resynthesized, posterior = resynthesize_streaming(codec, original, decode_ms)
     reference_16k, resynthesized_16k = to_quality_rate(original, sr), to_quality_rate(resynthesized, sr)
     item = {
         "text": text, "seconds": len(original) / sr,
         "heard_original": asr(original, sr), "heard_resynthesized": asr(resynthesized, sr),
+        "speaker_similarity": float(speakers.embed(original, sr) @ speakers.embed(resynthesized, sr)),
         "stoi": quality.stoi(reference_16k, resynthesized_16k),
         "pesq_wb": quality.pesq_wb(reference_16k, resynthesized_16k),
         "dnsmos_original": quality.dnsmos(reference_16k),
         "dnsmos_resynthesized": quality.dnsmos(resynthesized_16k),
-        "mel_distance": float(mel_loss(torch.from_numpy(resynthesized)[None], torch.from_numpy(original)[None], sr)),
+        "mel_distance": mel_distance(codec, original, resynthesized),
     }
     if audio_dir is not None:
         save_audio(audio_dir / f"{name}.resynthesized.flac", resynthesized, sr)
     log.info("%s: heard %r", name, item["heard_resynthesized"])
     return item, posterior
+
+
+@torch.inference_mode()
+def mel_distance(codec: Codec, original: np.ndarray, resynthesized: np.ndarray) -> float:
+    """Mean |log-mel difference| by the codec's own analysis (the vocoder's input features)."""
+    fs = codec.config.frame_size
+    a, b = (torch.from_numpy(pad_to_frames(x, fs))[None] for x in (original, resynthesized))
+    with codec.offline():
+        return float((codec.mel(a) - codec.mel(b)).abs().mean())
 
 
 def _summary(items: list[dict[str, Any]], quality: SpeechQuality, unavailable: dict[str, str]) -> dict[str, Any]:
@@ -138,6 +151,7 @@ def _summary(items: list[dict[str, Any]], quality: SpeechQuality, unavailable: d
         "stoi": mean_or_none([item["stoi"] for item in items]),
         "pesq_wb": mean_or_none([item["pesq_wb"] for item in items]),
         "dnsmos": None,
+        "speaker_similarity": float(np.mean([item["speaker_similarity"] for item in items])),
         "mel_distance": float(np.mean([item["mel_distance"] for item in items])),
     }
     if "pesq_wb" not in quality.unavailable and summary["pesq_wb"] is None:
@@ -147,14 +161,6 @@ def _summary(items: list[dict[str, Any]], quality: SpeechQuality, unavailable: d
                                      for key in items[0][f"dnsmos_{which}"]}
                              for which in ("original", "resynthesized")}
     return summary
-
-
-def latent_statistics(posteriors: list[Posterior]) -> dict[str, float]:
-    """Over every frame of every clip: the posterior means' mean and standard deviation, the mean
-    posterior standard deviation, and KL(q || N(0, I)) per frame and dimension (the codec's KL term)."""
-    posterior = Posterior(torch.cat([p.mean for p in posteriors]), torch.cat([p.logvar for p in posteriors]))
-    return {"mean": float(posterior.mean.mean()), "std": float(posterior.mean.std()),
-            "posterior_std": float(torch.exp(0.5 * posterior.logvar).mean()), "kl": float(posterior.kl())}
 
 
 CODEC_LABELS = {
@@ -169,15 +175,24 @@ CODEC_LABELS = {
     "dnsmos.resynthesized.sig": "DNSMOS signal, resynthesized",
     "dnsmos.resynthesized.bak": "DNSMOS background, resynthesized",
     "dnsmos.resynthesized.p808": "DNSMOS P.808, resynthesized",
-    "mel_distance": "mel distance (log-mel L1, as trained)",
+    "speaker_similarity": "speaker similarity, resynthesized vs original (resemblyzer cosine)",
+    "mel_distance": "mel distance (log-mel L1, the vocoder's features)",
+    "latent_dim": "latent size (dimensions per 80 ms frame)",
+    "delay_ms": "codec delay, ms (analysis window + vocoder look-ahead + resamplers)",
+    "lookahead_ms": "vocoder look-ahead, ms",
+    "decode_ms.p50": "decode time per 80 ms frame, p50 (ms)",
+    "decode_ms.p95": "decode time per 80 ms frame, p95 (ms)",
+    "decode_ms.threads": "torch threads while decoding",
     "latents.mean": "latent mean",
     "latents.std": "latent standard deviation",
     "latents.posterior_std": "mean posterior standard deviation",
     "latents.kl": "KL to N(0, I) per dimension",
+    "latents.step_std": "latent frame-to-frame change (std, relative to the latents' std)",
     "real.clips": "real human recordings (not in the corpus)",
     "real.wer.original": "real speech: WER of the original",
     "real.wer.resynthesized": "real speech: WER of the resynthesized",
     "real.wer.meets_target": "real speech: meets the WER target",
+    "real.speaker_similarity": "real speech: speaker similarity, resynthesized vs original",
     "real.stoi": "real speech: STOI",
     "real.pesq_wb": "real speech: PESQ, wideband",
     "real.dnsmos.resynthesized.ovrl": "real speech: DNSMOS overall, resynthesized",

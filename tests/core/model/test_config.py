@@ -19,9 +19,11 @@ def test_audio_timing_comes_from_the_config():
     assert codec.frame_ms == pytest.approx(80.0) and codec.frame_rate == pytest.approx(12.5)
 
 
-def test_inconsistent_strides_are_refused():
-    with pytest.raises(AssertionError, match="multiply to frame_size"):
-        CodecConfig(encoder_strides=(4, 4, 4))
+def test_inconsistent_codec_framing_is_refused():
+    with pytest.raises(AssertionError, match="multiply to hop_length"):
+        CodecConfig(vocoder_upsample_rates=(8, 8, 2))
+    with pytest.raises(AssertionError, match="whole number of mel hops"):
+        CodecConfig(mel_rate=22_050)
 
 
 def test_a_config_from_another_format_version_is_refused():
