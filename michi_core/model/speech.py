@@ -164,6 +164,7 @@ class SpeechState:
     frame: int = 0  # frames stepped
     pointer: int = 0  # p_t: index into the phoneme sequence
     stay: int = 0  # frames at this symbol
+    carry: float = 0.0  # the fraction of a symbol the pointer owes (expected advances accumulate)
     prev_latent: torch.Tensor | None = None  # (1, d) normalised a_{t-1}
 
 
@@ -248,8 +249,10 @@ class SpeechStack(nn.Module):
     def emit_logit(self, out: torch.Tensor) -> torch.Tensor:
         return self.timing_head(out)[..., 0]
 
-    def advance_of(self, out: torch.Tensor) -> int:
-        return int(self.advance_head(out).argmax(-1).flatten()[0])
+    def expected_advance(self, out: torch.Tensor) -> float:
+        """The mean of the advance head's distribution: (1, w) -> symbols per frame."""
+        probs = self.advance_head(out).softmax(-1).flatten()
+        return float(probs @ torch.arange(len(probs), dtype=probs.dtype, device=probs.device))
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -387,7 +390,14 @@ class SpeechStream:
         token = self.text.next_token()
         latent = stack.flow.sample(out, steps=flow_steps, temperature=temperature, generator=generator)
         last = max(0, self.text.visible - 1)
-        advance = stack.advance_of(out) if force_advance is None else force_advance
+        if force_advance is None:
+            # Move by the head's expected advance, carrying the fraction: the pointer keeps the learned
+            # speaking rate (the arg-max would round 2.4 symbols a frame down to 2, every frame).
+            s.carry += stack.expected_advance(out)
+            advance = int(s.carry)
+            s.carry -= advance
+        else:
+            advance = force_advance
         pointer = min(s.pointer + advance, last)
         pointer = max(pointer, s.pointer) if s.pointer <= last else last
         s.stay = s.stay + 1 if pointer == s.pointer else 0

@@ -85,3 +85,9 @@ def test_replayed_text_stream_gives_the_training_features():
             written.append(step.token)
     assert written == plan.tokens[:len(written)]
     assert bytes(plan.tokens).decode() == text
+
+
+def test_phoneme_table_is_the_voice_corpus_table():
+    from michi_core.model.phonemes import piper_voice_symbols
+
+    assert piper_symbols() == piper_voice_symbols()
