@@ -15,6 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from michi_core.model.phonemes import PIPER_SYMBOLS
+
 
 class CheckpointError(ValueError):
     """A checkpoint that does not fit this code or this config."""
@@ -174,6 +176,47 @@ class AdapterConfig:
 
 
 @dataclass
+class SpeechConfig:
+    """The speech stack (michi_core/model/speech.py): a small causal frame transformer that says the words
+    the backbone chose, reading their phonemes; its own flow head, timing head (PAD or the next word) and
+    phoneme-pointer head. With it the frozen backbone reads only text; without it (None) frames enter the
+    backbone and the flow head above reads its state (the end-to-end layout)."""
+
+    width: int = 256  # w: the frame transformer's width
+    num_layers: int = 4
+    num_heads: int = 4
+    mlp_ratio: float = 3.0
+    attention_window: int = 64  # frames a frame attends back to (5.1 s); bounds the streaming cache
+    text_lead: int = 1  # k: frames a word enters the text stream before its first sound (>= 1)
+    phoneme_dim: int = 64  # embedding size of one window slot
+    window_offsets: tuple[int, ...] = (-3, -2, -1, 0, 1, 2, 3, 4)  # symbols around the pointer
+    max_advance: int = 8  # advance classes: the pointer moves 0 .. max_advance - 1 symbols a frame
+    max_stay: int = 16  # "frames at this symbol" is clamped to this
+    max_ahead: int = 24  # "visible symbols ahead" is clamped to this
+    backbone_dropout: float = 0.3  # training: share of utterances whose backbone feature is zeroed
+    symbols: tuple[str, ...] = field(default_factory=lambda: tuple(PIPER_SYMBOLS))  # phoneme table, index = id
+    flow: FlowConfig = field(default_factory=lambda: FlowConfig(width=256, num_blocks=4, mlp_ratio=2.0,
+                                                                time_embed_dim=64))
+
+    def __post_init__(self) -> None:
+        assert self.text_lead >= 1, "text_lead >= 1: a word must be visible before its first sound"
+        assert self.width % self.num_heads == 0, "width must split evenly into heads"
+
+    @property
+    def unseen_id(self) -> int:
+        """Symbol ids: 0 padding (piper's `_`, never spoken), 1 .. len - 1 symbols, then UNSEEN."""
+        return len(self.symbols)
+
+
+def speech_config_from_dict(data: dict[str, Any] | None) -> SpeechConfig | None:
+    if data is None:
+        return None
+    data = dict(data)
+    flow = _dataclass_from_dict(FlowConfig, data.pop("flow", {}))
+    return dataclasses.replace(_dataclass_from_dict(SpeechConfig, data), flow=flow)
+
+
+@dataclass
 class LossConfig:
     pad_weight: float = 0.5  # PAD is most text slots; down-weight it so words are learned
     text_weight: float = 1.0
@@ -191,6 +234,7 @@ class MichiConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    speech: SpeechConfig | None = None  # the speech stack; None: the end-to-end frame layout
 
     # -- JSON round trip -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -218,6 +262,7 @@ class MichiConfig:
                 kwargs[name] = codec_config_from_dict(data.get(name, {}))
             else:
                 kwargs[name] = _dataclass_from_dict(klass, data.get(name, {}))
+        kwargs["speech"] = speech_config_from_dict(data.get("speech"))
         return cls(**kwargs)
 
     def to_json(self) -> str:

@@ -30,43 +30,15 @@ test checks that stepping frame by frame equals the whole-sequence forward.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from michi_core.model.config import FlowConfig
+from michi_core.model.config import SpeechConfig
 from michi_core.model.flow import FlowHead
 from michi_core.model.phonemes import PhonemeTable, phonemize, word_groups, words_to_groups
-
-
-@dataclass
-class SpeechConfig:
-    width: int = 256  # w: the frame transformer's width
-    num_layers: int = 4
-    num_heads: int = 4
-    mlp_ratio: float = 3.0
-    attention_window: int = 64  # frames a frame attends back to (5.1 s); bounds the streaming cache
-    text_lead: int = 1  # k: frames a word enters the text stream before its first sound (>= 1)
-    phoneme_dim: int = 64  # embedding size of one window slot
-    window_offsets: tuple[int, ...] = (-3, -2, -1, 0, 1, 2, 3, 4)  # symbols around the pointer
-    max_advance: int = 8  # advance classes: the pointer moves 0 .. max_advance - 1 symbols a frame
-    max_stay: int = 16  # "frames at this symbol" is clamped to this
-    max_ahead: int = 24  # "visible symbols ahead" is clamped to this
-    backbone_dropout: float = 0.3  # training: share of frames whose backbone feature is zeroed
-    symbols: tuple[str, ...] = ()  # the phoneme table (michi_core.model.phonemes), index = id
-    flow: FlowConfig = field(default_factory=lambda: FlowConfig(width=256, num_blocks=4, mlp_ratio=2.0,
-                                                                time_embed_dim=64))
-
-    def __post_init__(self) -> None:
-        assert self.text_lead >= 1, "text_lead >= 1: a word must be visible before its first sound"
-        assert self.width % self.num_heads == 0, "width must split evenly into heads"
-
-    @property
-    def unseen_id(self) -> int:
-        """Symbol ids: 0 padding (piper's `_`, never spoken), 1 .. len - 1 symbols, then UNSEEN."""
-        return len(self.symbols)
 
 
 @dataclass

@@ -66,13 +66,10 @@ def load_stack(directory: str | Path, weights: str | Path | None = None):
 
     from safetensors.torch import load_file
 
-    from michi_core.model.config import FlowConfig
-    from michi_core.model.speech import SpeechConfig, SpeechStack
+    from michi_core.model.config import speech_config_from_dict
+    from michi_core.model.speech import SpeechStack
 
-    data = json.loads(Path(directory, "speech_config.json").read_text())
-    data["flow"] = FlowConfig(**data["flow"])
-    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    config = SpeechConfig(**data)
+    config = speech_config_from_dict(json.loads(Path(directory, "speech_config.json").read_text()))
     state = load_file(str(weights or Path(directory, "speech.safetensors")))
     stack = SpeechStack(config, state["latent_mean"].shape[0], state["backbone_in.weight"].shape[1])
     stack.load_state_dict(state)

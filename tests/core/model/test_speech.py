@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from michi_core.model.config import FlowConfig
+from michi_core.model.config import FlowConfig, SpeechConfig
 from michi_core.model.phonemes import PhonemeTable, phonemize, piper_symbols, word_groups, words_to_groups
-from michi_core.model.speech import (FrameFeatures, SpeechConfig, SpeechStack, SpeechStream, plan_utterance,
+from michi_core.model.speech import (FrameFeatures, SpeechStack, SpeechStream, plan_utterance,
                                      window_ids)
 from michi_core.model.tokenizer import ByteTokenizer
 
