@@ -30,6 +30,7 @@ from michi_core.model.codec import Codec
 from michi_core.model.config import CheckpointError, MichiConfig
 from michi_core.model.flow import FlowHead
 from michi_core.model.listen import ListenHead
+from michi_core.model.streaming import StreamingModule
 from michi_core.model.tokenizer import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -84,31 +85,82 @@ def shift_right(x: torch.Tensor, fill: float | int) -> torch.Tensor:
     return torch.cat([first, x[:, :-1]], dim=1)
 
 
-def build_batch(prefix_ids: torch.Tensor, model_text: torch.Tensor, model_latents: torch.Tensor,
-                user_audio: torch.Tensor, pad_id: int, user_text: torch.Tensor | None = None) -> MichiBatch:
-    """A batch of [text prefix][n frames] sequences, with inputs shifted against targets.
+def build_batch(context: torch.Tensor, model_text: torch.Tensor, model_latents: torch.Tensor,
+                user_audio: torch.Tensor, pad_id: int, *, context_mask: torch.Tensor | None = None,
+                frame_mask: torch.Tensor | None = None, latent_mask: torch.Tensor | None = None,
+                user_text: torch.Tensor | None = None) -> MichiBatch:
+    """THE sequence layout: what every training stage trains on and what the engine's step replays.
 
-    prefix_ids (b, P) text positions; model_text (b, n) y_t; model_latents (b, n, d) a_t;
-    user_audio (b, n * frame_size); user_text (b, n) or None.
+    Each row is [its context tokens, left-padded][n frames, right-padded]. Frame t's input is the
+    model's previous text token y_{t-1} and latent a_{t-1} (PAD and zeros before the first frame)
+    plus the user's audio of frame t; its targets are y_t and a_t. Context positions are text the
+    model reads (system prompt, voice transcript, documents): they have no targets. Padding is
+    masked out of attention and of every loss (RoPE is relative, so left padding shifts nothing).
+
+    context (b, L) token ids, `context_mask` (b, L) saying which are real (default: all; real tokens
+    come first in each row, as collate_frames gives them); model_text (b, n) y_t; model_latents
+    (b, n, d) a_t; user_audio (b, n * frame_size); frame_mask (b, n) real frames (default: all);
+    latent_mask (b, n) which latent targets count (default: frame_mask); user_text (b, n) the user's
+    token per frame, or None.
     """
-    b, p = prefix_ids.shape
-    n, d = model_latents.shape[1], model_latents.shape[2]
-    assert model_text.shape == (b, n), "one model text token per frame"
-    zeros = model_latents.new_zeros(b, p, d)
-    prefix_targets = torch.cat([prefix_ids[:, 1:], prefix_ids.new_full((b, min(p, 1)), IGNORE)], dim=1)
+    b, n = model_text.shape
+    d = model_latents.shape[-1]
+    device = model_text.device
+    assert model_latents.shape[:2] == (b, n), "one model text token and one latent per frame"
+    if context_mask is None:
+        context_mask = torch.ones_like(context, dtype=torch.bool)
+    if frame_mask is None:
+        frame_mask = torch.ones(b, n, dtype=torch.bool, device=device)
+    latent_mask = frame_mask if latent_mask is None else latent_mask & frame_mask
+    lengths = context_mask.sum(1)
+    width = int(lengths.max()) if context.numel() else 0
+    left = torch.full((b, width), pad_id, dtype=torch.long, device=device)
+    left_mask = torch.zeros(b, width, dtype=torch.bool, device=device)
+    for row in range(b):
+        k = int(lengths[row])
+        if k:
+            left[row, width - k:] = context[row][context_mask[row]]
+            left_mask[row, width - k:] = True
+    no_frames = torch.zeros_like(left_mask)
+    zeros = model_latents.new_zeros(b, width, d)
     return MichiBatch(
-        input_ids=torch.cat([prefix_ids, shift_right(model_text, pad_id)], dim=1),
-        frame_mask=torch.cat([torch.zeros(b, p, dtype=torch.bool), torch.ones(b, n, dtype=torch.bool)], dim=1),
+        input_ids=torch.cat([left, shift_right(model_text, pad_id)], dim=1),
+        frame_mask=torch.cat([no_frames, torch.ones_like(frame_mask)], dim=1),
         prev_latents=torch.cat([zeros, shift_right(model_latents, 0.0)], dim=1),
         user_audio=user_audio,
-        text_targets=torch.cat([prefix_targets, model_text], dim=1),
+        text_targets=torch.cat([torch.full_like(left, IGNORE), torch.where(frame_mask, model_text, IGNORE)], dim=1),
         latent_targets=torch.cat([zeros, model_latents], dim=1),
-        latent_mask=torch.cat([torch.zeros(b, p, dtype=torch.bool), torch.ones(b, n, dtype=torch.bool)], dim=1),
-        user_text_targets=user_text,
+        latent_mask=torch.cat([no_frames, latent_mask], dim=1),
+        user_text_targets=None if user_text is None else torch.where(frame_mask, user_text, IGNORE),
+        attention_mask=torch.cat([left_mask, frame_mask], dim=1).long(),
     )
 
 
-class MichiModel(nn.Module):
+@dataclass
+class SequenceOutputs:
+    """What the training forward computes before its losses; the engine's step must reproduce it."""
+
+    hidden: torch.Tensor  # (b, L, h) backbone states
+    user_embeds: torch.Tensor  # (b, n, h) listen head
+    text_logits: torch.Tensor  # (b, L, V)
+    flow_condition: torch.Tensor  # (b, L, h): h_t + E(y_t), y_t the text target (PAD where none)
+
+
+@dataclass
+class HeardFrame:
+    embed: torch.Tensor  # (1, 1, h) the listen head's embedding of the user's frame
+    token: int  # the token the listen head heard the user start in it
+
+
+@dataclass
+class SpokenFrame:
+    latent: torch.Tensor  # (1, d) the audio latent a_t
+    audio: torch.Tensor  # (frame_size,) its sound
+    condition: torch.Tensor  # (1, h) what the flow head was conditioned on
+    flow_done: float  # clock time when the latent was ready (the rest is the codec's)
+
+
+class MichiModel(StreamingModule):
     def __init__(self, config: MichiConfig, backbone: nn.Module | None = None, meta: bool = False):
         super().__init__()
         self.config = config
@@ -123,6 +175,13 @@ class MichiModel(nn.Module):
             self.flow = FlowHead(config.flow, d, cond_dim=h)
             self.audio_in = nn.Linear(d, h)  # A: the model's own previous latent into the backbone
         self._tokenizer: Tokenizer | None = None
+
+    def _named_streaming_modules(self) -> list[tuple[str, StreamingModule]]:
+        """The heads' and the codec's streaming layers; the backbone has none (its KV cache belongs to
+        the session), so it is not walked at every step."""
+        return [("", self)] + [(f"{child_name}.{name}" if name else child_name, m)
+                               for child_name, child in self.named_children() if child_name != "backbone"
+                               for name, m in child.named_modules() if isinstance(m, StreamingModule)]
 
     def add_adapter(self) -> None:
         """Inject LoRA layers (peft) into the backbone in place; the base weights are frozen."""
@@ -188,27 +247,56 @@ class MichiModel(nn.Module):
             f"every row needs exactly {n} frame positions (one per {self.config.codec.frame_size} user samples), "
             f"got {counts.tolist()}"
         )
-        embeds = self.embed_text(batch.input_ids)
-        frame_inputs = self.audio_in(batch.prev_latents[batch.frame_mask]) + user_embeds.reshape(b * n, h)
-        embeds = embeds.masked_scatter(batch.frame_mask[..., None], (embeds[batch.frame_mask] + frame_inputs))
+        mask = batch.frame_mask
+        frames = self.embed_frames(batch.input_ids[mask][None], batch.prev_latents[mask][None],
+                                   user_embeds.reshape(1, b * n, h))[0]  # (b * n, h), row-major like mask
+        embeds = self.embed_text(batch.input_ids).masked_scatter(mask[..., None], frames)
         return embeds, user_embeds
+
+    def outputs(self, batch: MichiBatch) -> SequenceOutputs:
+        """The full-sequence pass of training: backbone states, text logits and flow conditions."""
+        embeds, user_embeds = self.sequence_embeds(batch)
+        hidden, _ = self.run_backbone(embeds, attention_mask=batch.attention_mask, use_cache=False)
+        cond = self.flow_condition(hidden, batch.text_targets.clamp_min(0))
+        return SequenceOutputs(hidden, user_embeds, self.text_logits(hidden), cond)
+
+    # -- one frame, streaming (inside `with model.using(state):`, see DuplexSession) ------------------
+    def hear(self, frame: torch.Tensor) -> HeardFrame:
+        """The user's next frame (1, frame_size) -> its listen embedding and the token heard in it."""
+        embed = self.listen(frame)  # (1, 1, h)
+        token = int(self.listen.text_logits(embed[:, -1], self.text_embedding.weight).argmax(-1))
+        return HeardFrame(embed, token)
+
+    def speak(self, hidden: torch.Tensor, token: int, steps: int = 1, temperature: float = 1.0,
+              generator: torch.Generator | None = None, latent: torch.Tensor | None = None,
+              clock=None) -> SpokenFrame:
+        """The backbone state h_t (1, h) and the chosen text token y_t -> the next latent and its sound.
+
+        `latent` replaces the flow head's sample (teacher forcing); `clock` times the flow apart
+        from the codec (the session passes its own, which synchronizes CUDA).
+        """
+        cond = self.flow_condition(hidden, torch.tensor([token], device=hidden.device))  # (1, h)
+        if latent is None:
+            latent = self.flow.sample(cond, steps=steps, temperature=temperature, generator=generator)
+        latent = latent.reshape(1, -1)
+        flow_done = clock() if clock is not None else 0.0
+        audio = self.codec.decode(latent[:, None])[0]  # (frame_size,)
+        return SpokenFrame(latent, audio, cond, flow_done)
 
     def forward(self, batch: MichiBatch | TextBatch, generator: torch.Generator | None = None) -> MichiLosses:
         if isinstance(batch, TextBatch):
             return self._text_only_loss(batch)
         cfg = self.config.loss
         pad_id = self.tokenizer.pad_id
-        embeds, user_embeds = self.sequence_embeds(batch)
-        hidden, _ = self.run_backbone(embeds, attention_mask=batch.attention_mask, use_cache=False)
-
-        text_loss = self._weighted_ce(self.text_logits(hidden), batch.text_targets, pad_id)
+        out = self.outputs(batch)
+        text_loss = self._weighted_ce(out.text_logits, batch.text_targets, pad_id)
 
         latent_mask = batch.latent_mask
-        cond = self.flow_condition(hidden[latent_mask], batch.text_targets[latent_mask].clamp_min(0))
-        flow_loss = self.flow.loss(batch.latent_targets[latent_mask], cond, generator=generator)
+        flow_loss = self.flow.loss(batch.latent_targets[latent_mask], out.flow_condition[latent_mask],
+                                   generator=generator)
 
         if batch.user_text_targets is not None:
-            user_logits = self.listen.text_logits(user_embeds, self.text_embedding.weight)
+            user_logits = self.listen.text_logits(out.user_embeds, self.text_embedding.weight)
             listen_loss = self._weighted_ce(user_logits, batch.user_text_targets, pad_id)
         else:
             listen_loss = flow_loss.new_zeros(())

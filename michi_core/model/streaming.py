@@ -54,16 +54,53 @@ class StreamingModule(nn.Module):
                 module._streaming_batch = 0
                 module._streaming_state = None
 
-    # A model can serve several streams (sessions) one at a time: each keeps its own state
-    # objects and installs them before it runs.
-    def get_streaming_state(self) -> dict[str, tuple[int, object]]:
-        return {name: (m._streaming_batch, m._streaming_state) for name, m in self.named_modules()
-                if isinstance(m, StreamingModule)}
+    @contextlib.contextmanager
+    def streaming(self, batch_size: int = 1):
+        """Stream for the duration of the block (moshi's `with module.streaming(b):`); whatever state
+        was installed before comes back afterwards."""
+        saved = self.get_streaming_state()
+        self.start_streaming(batch_size)
+        try:
+            yield self
+        finally:
+            self.set_streaming_state(saved)
 
-    def set_streaming_state(self, saved: dict[str, tuple[int, object]]) -> None:
-        for name, m in self.named_modules():
-            if isinstance(m, StreamingModule):
-                m._streaming_batch, m._streaming_state = saved.get(name, (0, None))
+    # A model can serve several streams (sessions) one at a time: each keeps its own StreamingState
+    # and runs inside `using(state)`, which installs it and puts the previous one back.
+    def new_streaming_state(self, batch_size: int = 1) -> StreamingState:
+        """A fresh stream's state, made without disturbing the one installed now."""
+        with self.streaming(batch_size):
+            return self.get_streaming_state()
+
+    def get_streaming_state(self) -> StreamingState:
+        return StreamingState({name: (m._streaming_batch, m._streaming_state)
+                               for name, m in self._named_streaming_modules()})
+
+    def set_streaming_state(self, saved: StreamingState) -> None:
+        """Install a state taken by get_streaming_state(); it must name exactly this module's
+        streaming submodules (a state from another model or version fails loudly)."""
+        modules = dict(self._named_streaming_modules())
+        missing = sorted(set(modules) - set(saved.entries))
+        unconsumed = sorted(set(saved.entries) - set(modules))
+        if missing or unconsumed:
+            raise ValueError(f"streaming state does not fit {type(self).__name__}: missing {missing[:3]}, "
+                             f"not consumed {unconsumed[:3]}")
+        for name, module in modules.items():
+            module._streaming_batch, module._streaming_state = saved.entries[name]
+
+    @contextlib.contextmanager
+    def using(self, state: StreamingState):
+        """Run the block on `state` (a session's stream); what changed in it is kept in `state`."""
+        previous = self.get_streaming_state()
+        self.set_streaming_state(state)
+        try:
+            yield self
+        finally:
+            state.entries.update(self.get_streaming_state().entries)
+            self.set_streaming_state(previous)
+
+    def _named_streaming_modules(self) -> list[tuple[str, StreamingModule]]:
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, StreamingModule)]
 
     @contextlib.contextmanager
     def offline(self):
@@ -74,6 +111,13 @@ class StreamingModule(nn.Module):
             yield self
         finally:
             self.set_streaming_state(saved)
+
+
+@dataclass
+class StreamingState:
+    """Every streaming submodule's (batch size, state object) by module name: one stream's memory."""
+
+    entries: dict[str, tuple[int, object]]
 
 
 @dataclass

@@ -26,6 +26,7 @@ import torch
 from transformers import DynamicCache
 
 from michi_core.model.model import MichiModel
+from michi_core.model.streaming import StreamingState
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +104,20 @@ class _Context:
 
 
 @dataclass
-class _StreamState:
-    prev_text: int
-    prev_latent: torch.Tensor  # (1, 1, d)
+class SessionState:
+    """Everything one call remembers. `reset()` makes a new one; nothing of a call lives elsewhere."""
+
+    cache: DynamicCache  # the backbone's keys and values of every position in the window
+    context: _Context  # the input embeddings of those positions (to rebuild the cache when it fills)
+    streams: StreamingState  # the listen head's and the codec's conv histories
+    prev_text: int  # y_{t-1}: the model's text token of the last frame
+    prev_latent: torch.Tensor  # a_{t-1} (1, 1, d): its audio latent
+    generator: torch.Generator  # sampling noise (text and flow), seeded per call
+    model_decoder: _IncrementalDecoder
+    user_decoder: _IncrementalDecoder
     frame_index: int = 0
-    forced: deque = field(default_factory=deque)
-    pad_run: int = 0
+    forced: deque = field(default_factory=deque)  # say(): tokens still to speak
+    pad_run: int = 0  # say(): PAD frames since the last forced word
 
 
 def fastest_dtype(device: torch.device) -> torch.dtype:
@@ -165,28 +174,30 @@ class DuplexSession:
     def reset(self) -> None:
         """Forget the call: cache, streaming states, prompts."""
         h, d = self.config.backbone.hidden_size, self.config.codec.latent_dim
-        self.cache = DynamicCache()
-        self.context = _Context(
-            embeds=torch.zeros(self.max_positions, h, device=self.device, dtype=self.dtype),
-            pinned=torch.zeros(self.max_positions, dtype=torch.bool),
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(self.settings.seed if self.settings.seed is not None else
+                              int(torch.randint(0, 2**31 - 1, ()).item()))
+        self.state = SessionState(
+            cache=DynamicCache(),
+            context=_Context(
+                embeds=torch.zeros(self.max_positions, h, device=self.device, dtype=self.dtype),
+                pinned=torch.zeros(self.max_positions, dtype=torch.bool),
+            ),
+            streams=self.model.new_streaming_state(1),
+            prev_text=self.pad_id,
+            prev_latent=torch.zeros(1, 1, d, device=self.device, dtype=self.dtype),
+            generator=generator,
+            model_decoder=_IncrementalDecoder(self.tokenizer),
+            user_decoder=_IncrementalDecoder(self.tokenizer),
         )
-        self.state = _StreamState(self.pad_id, torch.zeros(1, 1, d, device=self.device, dtype=self.dtype))
-        self.model.listen.start_streaming(1)
-        self.model.codec.start_streaming(1)
-        self._streams = (self.model.listen.get_streaming_state(), self.model.codec.get_streaming_state())
-        self.model._active_session = self
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(self.settings.seed if self.settings.seed is not None else
-                                   int(torch.randint(0, 2**31 - 1, ()).item()))
-        self._model_decoder = _IncrementalDecoder(self.tokenizer)
-        self._user_decoder = _IncrementalDecoder(self.tokenizer)
 
-    def _activate(self) -> None:
-        """Install this session's streaming state if another session used the model since."""
-        if getattr(self.model, "_active_session", None) is not self:
-            self.model.listen.set_streaming_state(self._streams[0])
-            self.model.codec.set_streaming_state(self._streams[1])
-            self.model._active_session = self
+    @property
+    def context(self) -> _Context:
+        return self.state.context
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.state.generator
 
     @property
     def context_length(self) -> int:
@@ -220,7 +231,6 @@ class DuplexSession:
         The frames carry PAD text and a silent user, exactly as training lays out voice prompts;
         afterwards the model goes on from the prompt's last latent. Pinned.
         """
-        self._activate()
         latents = voice.latents.to(self.device, self.dtype)
         assert latents.ndim == 2 and latents.shape[1] == self.config.codec.latent_dim, (
             f"voice latents must be (frames, {self.config.codec.latent_dim}), got {tuple(latents.shape)}"
@@ -229,7 +239,8 @@ class DuplexSession:
             self.prefill_text(voice.transcript, pinned=True)
         n = latents.shape[0]
         silence = torch.zeros(1, n * self.frame_size, device=self.device, dtype=self.dtype)
-        user_embeds = self.model.listen(silence)  # (1, n, h): the listen stream hears the silence
+        with self.model.using(self.state.streams):
+            user_embeds = self.model.listen(silence)  # (1, n, h): the listen stream hears the silence
         prev_text = torch.full((1, n), self.pad_id, device=self.device)
         prev_latents = torch.cat([self.state.prev_latent, latents[None, :-1]], dim=1)
         self._append(self.model.embed_frames(prev_text, prev_latents, user_embeds)[0], pinned=True)
@@ -277,57 +288,50 @@ class DuplexSession:
         `force_text` / `force_latent` replace the model's choices (teacher forcing: evaluation and
         debugging); normally both are None.
         """
-        self._activate()
         times = StageTimes()
         start = self._now()
         frame = torch.as_tensor(user_frame, dtype=self.dtype, device=self.device).reshape(1, -1)
         assert frame.shape[1] == self.frame_size, (
             f"step() takes one frame of {self.frame_size} samples, got {frame.shape[1]}"
         )
-        model = self.model
-        user_embed = model.listen(frame)  # (1, 1, h)
-        user_token = int(model.listen.text_logits(user_embed[:, -1], model.text_embedding.weight).argmax(-1))
-        t_listen = self._now()
+        model, state = self.model, self.state
+        with model.using(state.streams):
+            heard = model.hear(frame)
+            t_listen = self._now()
 
-        prev_text = torch.tensor([[self.state.prev_text]], device=self.device)
-        inputs = model.embed_frames(prev_text, self.state.prev_latent, user_embed)  # (1, 1, h)
-        hidden = self._append(inputs[0], pinned=False)[:, -1]  # (1, h)
-        if force_text is not None:
-            token, logits = force_text, model.text_logits(hidden)[0] if self.keep_debug else None
-        else:
-            token, logits = self._choose_text(hidden)
-        t_backbone = self._now()
+            prev_text = torch.tensor([[state.prev_text]], device=self.device)
+            inputs = model.embed_frames(prev_text, state.prev_latent, heard.embed)  # (1, 1, h)
+            hidden = self._append(inputs[0], pinned=False)[:, -1]  # (1, h)
+            if force_text is not None:
+                token, logits = force_text, model.text_logits(hidden)[0] if self.keep_debug else None
+            else:
+                token, logits = self._choose_text(hidden)
+            t_backbone = self._now()
 
-        token_tensor = torch.tensor([token], device=self.device)
-        cond = model.flow_condition(hidden, token_tensor)  # (1, h)
-        if force_latent is not None:
-            latent = force_latent.to(self.device, self.dtype).reshape(1, -1)
-        else:
-            latent = model.flow.sample(cond, steps=self.settings.flow_steps,
-                                       temperature=self.settings.flow_temperature, generator=self.generator)
-        t_flow = self._now()
+            spoken = model.speak(hidden, token, steps=self.settings.flow_steps,
+                                 temperature=self.settings.flow_temperature, generator=state.generator,
+                                 latent=None if force_latent is None else force_latent.to(self.device, self.dtype),
+                                 clock=self._now)
+            t_codec = self._now()
 
-        audio = model.codec.decode(latent[:, None])[0]  # (frame_size,)
-        t_codec = self._now()
-
-        self.state.prev_text = token
-        self.state.prev_latent = latent[:, None]
-        self.state.frame_index += 1
+        state.prev_text = token
+        state.prev_latent = spoken.latent[:, None]
+        state.frame_index += 1
         times.listen_ms = 1000 * (t_listen - start)
         times.backbone_ms = 1000 * (t_backbone - t_listen)
-        times.flow_ms = 1000 * (t_flow - t_backbone)
-        times.codec_ms = 1000 * (t_codec - t_flow)
+        times.flow_ms = 1000 * (spoken.flow_done - t_backbone)
+        times.codec_ms = 1000 * (t_codec - spoken.flow_done)
         times.total_ms = 1000 * (t_codec - start)
         return StepResult(
-            audio=audio.float().cpu().numpy(),
-            model_text=self._text_of(token, self._model_decoder),
-            user_text=self._text_of(user_token, self._user_decoder),
+            audio=spoken.audio.float().cpu().numpy(),
+            model_text=self._text_of(token, state.model_decoder),
+            user_text=self._text_of(heard.token, state.user_decoder),
             model_token=token,
-            user_token=user_token,
-            frame_index=self.state.frame_index - 1,
+            user_token=heard.token,
+            frame_index=state.frame_index - 1,
             timings=times,
             text_logits=logits.cpu() if self.keep_debug else None,
-            flow_condition=cond[0].float().cpu() if self.keep_debug else None,
+            flow_condition=spoken.condition[0].float().cpu() if self.keep_debug else None,
         )
 
     # -- internals --------------------------------------------------------------------------------------------
@@ -393,7 +397,8 @@ class DuplexSession:
         ctx.embeds[ctx.length: ctx.length + k] = embeds
         ctx.pinned[ctx.length: ctx.length + k] = pinned
         ctx.length += k
-        hidden, self.cache = self.model.run_backbone(embeds[None], past_key_values=self.cache, use_cache=True)
+        hidden, self.state.cache = self.model.run_backbone(embeds[None], past_key_values=self.state.cache,
+                                                           use_cache=True)
         return hidden
 
     def _make_room(self, k: int) -> None:
@@ -417,19 +422,6 @@ class DuplexSession:
         ctx.dropped += ctx.length - len(keep)
         ctx.length = len(keep)
         log.debug("context full: dropped %d old positions, re-prefilled %d", n_drop, len(keep))
-        self.cache = DynamicCache()
-        _, self.cache = self.model.run_backbone(kept_embeds[None], past_key_values=self.cache, use_cache=True)
-
-
-def offline_reference(model: MichiModel, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Text logits (b, L, V) and flow conditions (b, L, h) of the full-sequence training forward.
-
-    The engine's step-by-step outputs must match these (tests/core/test_engine.py).
-    """
-    with torch.inference_mode(), model.listen.offline():
-        embeds, _ = model.sequence_embeds(batch)
-        hidden, _ = model.run_backbone(embeds, use_cache=False)
-        logits = model.text_logits(hidden)
-        cond = model.flow_condition(hidden, batch.text_targets.clamp_min(0))
-    return logits, cond
+        _, self.state.cache = self.model.run_backbone(kept_embeds[None], past_key_values=DynamicCache(),
+                                                      use_cache=True)
 

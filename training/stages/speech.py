@@ -23,7 +23,7 @@ import torch
 
 from michi_core.model.codec import Codec
 from michi_core.model.config import preset
-from michi_core.model.model import IGNORE, MichiBatch, MichiModel, TextBatch, shift_right
+from michi_core.model.model import MichiBatch, MichiModel, TextBatch, build_batch
 
 from ..trainer import TrainConfig, step_generator
 
@@ -50,45 +50,22 @@ class SpeechStageConfig(TrainConfig):
 
 
 def batch_to_michi(frames: dict, model: MichiModel, device: torch.device) -> MichiBatch:
-    """A collated frame batch (training.data.dataset.collate_frames) -> MichiBatch.
-
-    Layout per row: [context tokens, left-padded][T frames, right-padded]; padding is masked out
-    of attention and of every loss (RoPE is relative, so left padding shifts nothing).
-    """
-    pad = model.tokenizer.pad_id
-    text_model = frames["text_model"].to(device)  # (B, T)
+    """A collated frame batch (training.data.dataset.collate_frames) -> the model's sequence layout
+    (michi_core.model.model.build_batch, which the engine's step replays)."""
     frame_mask = frames["frame_mask"].to(device)  # (B, T)
-    b, t = text_model.shape
     if "latents_model" in frames:
         latents = frames["latents_model"].to(device)  # (B, T, D) cached by the codec stage
-        latent_valid = frames["latent_mask"].to(device) & frame_mask
+        latent_mask = frames["latent_mask"].to(device)
     else:
         with torch.no_grad(), model.codec.offline():
             latents = model.codec.encode(frames["audio_model"].to(device)).mean
-        latent_valid = frame_mask
-    context, context_mask = frames["context"].to(device), frames["context_mask"].to(device)  # (B, L)
-    lengths = context_mask.sum(1)
-    width = int(lengths.max()) if context.numel() else 0
-    left = torch.full((b, width), pad, dtype=torch.long, device=device)
-    left_mask = torch.zeros(b, width, dtype=torch.bool, device=device)
-    for row in range(b):
-        n = int(lengths[row])
-        if n:
-            left[row, width - n:] = context[row, :n]
-            left_mask[row, width - n:] = True
-    d = latents.shape[-1]
-    text_targets = torch.where(frame_mask, text_model, IGNORE)
-    return MichiBatch(
-        input_ids=torch.cat([left, shift_right(text_model, pad)], dim=1),
-        frame_mask=torch.cat([torch.zeros_like(left_mask), torch.ones_like(frame_mask)], dim=1),
-        prev_latents=torch.cat([latents.new_zeros(b, width, d), shift_right(latents, 0.0)], dim=1),
-        user_audio=frames["audio_user"].to(device),
-        text_targets=torch.cat([torch.full_like(left, IGNORE), text_targets], dim=1),
-        latent_targets=torch.cat([latents.new_zeros(b, width, d), latents], dim=1),
-        latent_mask=torch.cat([torch.zeros_like(left_mask), latent_valid], dim=1),
-        user_text_targets=torch.where(frame_mask, frames["text_user"].to(device), IGNORE),
-        attention_mask=torch.cat([left_mask, frame_mask], dim=1).long(),
-    )
+        latent_mask = None
+    return build_batch(frames["context"].to(device), frames["text_model"].to(device), latents,
+                       frames["audio_user"].to(device), model.tokenizer.pad_id,
+                       context_mask=frames["context_mask"].to(device), frame_mask=frame_mask,
+                       latent_mask=latent_mask, user_text=frames["text_user"].to(device))
+
+
 class SpeechStage:
     def __init__(self, config: SpeechStageConfig):
         assert config.mode in MODES, f"mode must be one of {MODES}"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from michi_core.model.config import tiny
-from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt, offline_reference
+from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
 from michi_core.model.model import IGNORE, MichiBatch, MichiModel, build_batch, shift_right
 
 TOL = 1e-4  # fp32: step-by-step with a KV cache vs one full-sequence pass
@@ -26,20 +26,41 @@ def _recording(model, n=10, seed=0):
     return text, latents, audio
 
 
-def test_step_by_step_equals_the_full_sequence_forward(model):
-    fs = model.config.codec.frame_size
-    text, latents, audio = _recording(model, n=12)
-    prefix = "You are Michi."
-    prefix_ids = torch.tensor([model.tokenizer.encode(prefix)])
-    logits, cond = offline_reference(model, build_batch(prefix_ids, text, latents, audio, model.tokenizer.pad_id))
+def offline_reference(model, batch):
+    """Text logits (b, L, V) and flow conditions (b, L, h) of the training forward's full pass."""
+    with torch.inference_mode():
+        out = model.outputs(batch)
+    return out.text_logits, out.flow_condition
 
-    session = DuplexSession(model, SamplingSettings(seed=0), keep_debug=True)
-    session.prefill_text(prefix)
-    p = prefix_ids.shape[1]
-    for t in range(12):
-        r = session.step(audio[0, t * fs:(t + 1) * fs], force_text=int(text[0, t]), force_latent=latents[0, t])
-        assert (r.text_logits - logits[0, p + t]).abs().max() <= TOL, f"text logits differ at frame {t}"
-        assert (r.flow_condition - cond[0, p + t]).abs().max() <= TOL, f"flow condition differs at frame {t}"
+
+def test_step_by_step_equals_the_training_layout(model):
+    """The batch training builds (build_batch, as batch_to_michi calls it: contexts of different
+    lengths left-padded, a shorter recording right-padded) == what the session computes frame by frame."""
+    fs = model.config.codec.frame_size
+    tok = model.tokenizer
+    text, latents, audio = _recording(model, n=12)
+    text, latents, audio = text.repeat(2, 1), latents.repeat(2, 1, 1), audio.repeat(2, 1)
+    prompts = ["You are Michi.", "Hi."]
+    ids = [tok.encode(p) for p in prompts]
+    context = torch.full((2, max(map(len, ids))), tok.pad_id)
+    context_mask = torch.zeros_like(context, dtype=torch.bool)
+    for row, row_ids in enumerate(ids):  # real tokens first, as collate_frames gives them
+        context[row, :len(row_ids)] = torch.tensor(row_ids)
+        context_mask[row, :len(row_ids)] = True
+    frame_mask = torch.ones(2, 12, dtype=torch.bool)
+    frame_mask[1, 9:] = False  # the second recording is 9 frames long
+    batch = build_batch(context, text, latents, audio, tok.pad_id, context_mask=context_mask, frame_mask=frame_mask)
+    logits, cond = offline_reference(model, batch)
+    width = context.shape[1]
+
+    for row, prompt in enumerate(prompts):
+        session = DuplexSession(model, SamplingSettings(seed=0), keep_debug=True)
+        session.prefill_text(prompt)
+        for t in range(int(frame_mask[row].sum())):
+            r = session.step(audio[row, t * fs:(t + 1) * fs], force_text=int(text[row, t]),
+                             force_latent=latents[row, t])
+            assert (r.text_logits - logits[row, width + t]).abs().max() <= TOL, f"row {row}: text logits, frame {t}"
+            assert (r.flow_condition - cond[row, width + t]).abs().max() <= TOL, f"row {row}: flow condition, frame {t}"
 
 
 def test_text_inserted_mid_call_matches_the_same_layout_offline(model):
