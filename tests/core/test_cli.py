@@ -101,6 +101,7 @@ def test_former_tracebacks_are_clear_messages(tmp_path, capsys):
     (tmp_path / "out").mkdir()
     _fails_clearly(capsys, [*chat, "--output", str(tmp_path / "out")], "is a folder")
     _fails_clearly(capsys, [*chat, "--output", str(tmp_path / "reply.txt")], "cannot write .txt audio")
+    _fails_clearly(capsys, ["codec", "--input", str(user), "--output", str(tmp_path / "out")], "is a folder")
     _fails_clearly(capsys, [*chat, "--output", str(tmp_path / "o.wav"), "--transcript", str(tmp_path / "out")],
                    "is a folder")
     for voice in ("²", str(huge)):
