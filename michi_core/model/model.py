@@ -30,6 +30,7 @@ from michi_core.model.codec import Codec
 from michi_core.model.config import CheckpointError, MichiConfig
 from michi_core.model.flow import FlowHead
 from michi_core.model.listen import ListenHead
+from michi_core.model.speech import SpeechStack
 from michi_core.model.streaming import StreamingModule
 from michi_core.model.tokenizer import Tokenizer, load_tokenizer
 
@@ -172,8 +173,13 @@ class MichiModel(StreamingModule):
         with torch.device("meta" if meta else "cpu"):
             self.codec = Codec(config.codec)
             self.listen = ListenHead(config.listen, config.codec, h)
-            self.flow = FlowHead(config.flow, d, cond_dim=h)
-            self.audio_in = nn.Linear(d, h)  # A: the model's own previous latent into the backbone
+            if config.speech is None:  # the end-to-end layout: frames enter the backbone
+                self.flow = FlowHead(config.flow, d, cond_dim=h)
+                self.audio_in = nn.Linear(d, h)  # A: the model's own previous latent into the backbone
+                self.speech = None
+            else:  # the speech stack says the backbone's words; the backbone reads text only
+                self.speech = SpeechStack(config.speech, d, h)
+                self.flow = self.audio_in = None
         self._tokenizer: Tokenizer | None = None
 
     def _named_streaming_modules(self) -> list[tuple[str, StreamingModule]]:
@@ -240,6 +246,8 @@ class MichiModel(StreamingModule):
     # -- training forward ------------------------------------------------------------------------------
     def sequence_embeds(self, batch: MichiBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs of every position (b, L, h), and the user embeddings per frame (b, n, h)."""
+        assert self.speech is None, (
+            "a model with a speech stack reads no frames in its backbone: train it with `michi-train speak`")
         user_embeds = self.listen(batch.user_audio)  # (b, n, h)
         b, n, h = user_embeds.shape
         counts = batch.frame_mask.sum(dim=1)
@@ -282,6 +290,13 @@ class MichiModel(StreamingModule):
         flow_done = clock() if clock is not None else 0.0
         audio = self.codec.decode(latent[:, None])[0]  # (frame_size,)
         return SpokenFrame(latent, audio, cond, flow_done)
+
+    def voice(self, latent: torch.Tensor, clock=None) -> SpokenFrame:
+        """A latent the speech stack chose (1, d) -> its sound, through the streaming codec."""
+        latent = latent.reshape(1, -1)
+        flow_done = clock() if clock is not None else 0.0
+        audio = self.codec.decode(latent[:, None])[0]  # (frame_size,)
+        return SpokenFrame(latent, audio, latent, flow_done)
 
     def forward(self, batch: MichiBatch | TextBatch, generator: torch.Generator | None = None) -> MichiLosses:
         if isinstance(batch, TextBatch):
@@ -382,8 +397,8 @@ def check_checkpoint_files(directory: str | Path) -> tuple[dict, Path]:
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not directory.is_dir():
-        raise CheckpointError(f"{directory} is not a folder: a checkpoint is a folder with {CONFIG_FILE} and "
-                              f"{WEIGHTS_FILE}")
+        raise CheckpointError(f"{directory} is not a Michi checkpoint: there is no such folder (a checkpoint is "
+                              f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE})")
     if not weights_path.is_file() and (any(directory.glob("*.bin")) or any(directory.glob("*.pt*"))):
         raise CheckpointError(f"{directory} holds PyTorch pickle weights, which Michi never loads (a pickle can "
                               f"run code): it needs {WEIGHTS_FILE}")

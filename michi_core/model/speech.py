@@ -329,8 +329,9 @@ class SpeechStream:
 
     @property
     def finished(self) -> bool:
-        """Every word emitted and the pointer on the last symbol (the stack says silence from here)."""
-        return self.text.done and self.state.pointer >= len(self.text.utterance.symbol_ids) - 1
+        """Every word emitted and written, and the pointer on the last symbol (silence from here)."""
+        return (self.text.done and not self.text.queue
+                and self.state.pointer >= len(self.text.utterance.symbol_ids) - 1)
 
     def features(self, backbone: torch.Tensor | None, backbone_dim: int) -> FrameFeatures:
         s, c = self.state, self.stack.config

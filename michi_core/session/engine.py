@@ -2,7 +2,8 @@
 
 Shape legend: h - backbone width, d - latent dim, V - vocabulary.
 
-`DuplexSession` owns every piece of streaming state: the backbone's KV cache, the listen head's
+`DuplexSession` owns every piece of streaming state: the backbone's KV cache (in a runner, torch or
+llama.cpp: runner.py), the listen head's
 and the codec decoder's conv states, the model's previous text token and latent, the queue of
 forced text from `say()`. It is pure compute (no threads, no devices, no Qt) and runs the same
 code on CPU and CUDA.
@@ -23,10 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import DynamicCache
 
 from michi_core.model.model import MichiModel
+from michi_core.model.phonemes import PhonemeTable
+from michi_core.model.speech import SPEECH_PREFIX, SpeechStream, plan_utterance
 from michi_core.model.streaming import StreamingState
+from michi_core.session.runner import BackboneRunner, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ class _Context:
 class SessionState:
     """Everything one call remembers. `reset()` makes a new one; nothing of a call lives elsewhere."""
 
-    cache: DynamicCache  # the backbone's keys and values of every position in the window
+    backbone: BackboneRunner  # holds the keys and values of every position in the window (torch or llama.cpp)
     context: _Context  # the input embeddings of those positions (to rebuild the cache when it fills)
     streams: StreamingState  # the listen head's and the codec's conv histories
     prev_text: int  # y_{t-1}: the model's text token of the last frame
@@ -118,6 +121,11 @@ class SessionState:
     frame_index: int = 0
     forced: deque = field(default_factory=deque)  # say(): tokens still to speak
     pad_run: int = 0  # say(): PAD frames since the last forced word
+    # With a speech stack (model.speech): the utterance being said, texts waiting their turn, and the
+    # backbone's state at the latest text token written (what the stack reads, as in training).
+    speech: SpeechStream | None = None
+    speech_queue: deque = field(default_factory=deque)
+    speech_hidden: torch.Tensor | None = None
 
 
 def fastest_dtype(device: torch.device) -> torch.dtype:
@@ -151,9 +159,11 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch
 class DuplexSession:
     def __init__(self, model: MichiModel, settings: SamplingSettings | None = None,
                  device: str | torch.device = "cpu", dtype: str | torch.dtype | None = torch.float32,
-                 keep_debug: bool = False):
+                 keep_debug: bool = False, backbone_runner: str = "auto"):
         """`dtype` is the backbone's precision (the heads and codec stay fp32): fp32 by default,
-        "auto" for the fastest measured-safe choice on this device (see fastest_dtype)."""
+        "auto" for the fastest measured-safe choice on this device (see fastest_dtype).
+        `backbone_runner`: "auto" (llama.cpp on CPU when it runs exactly this backbone, see
+        runner.make_runner), "torch" or "llama.cpp"."""
         self.settings = settings or SamplingSettings()
         self.device = torch.device(device)
         self.dtype = torch.float32  # of everything but the backbone
@@ -168,6 +178,7 @@ class DuplexSession:
         self.frame_size = self.config.codec.frame_size
         self.max_positions = self.config.backbone.max_positions
         self._sync = self.device.type == "cuda"
+        self.runner = make_runner(self.model, self.device, backbone_runner)
         self.reset()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -177,8 +188,9 @@ class DuplexSession:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(self.settings.seed if self.settings.seed is not None else
                               int(torch.randint(0, 2**31 - 1, ()).item()))
+        self.runner.reset()
         self.state = SessionState(
-            cache=DynamicCache(),
+            backbone=self.runner,
             context=_Context(
                 embeds=torch.zeros(self.max_positions, h, device=self.device, dtype=self.dtype),
                 pinned=torch.zeros(self.max_positions, dtype=torch.bool),
@@ -231,6 +243,9 @@ class DuplexSession:
         The frames carry PAD text and a silent user, exactly as training lays out voice prompts;
         afterwards the model goes on from the prompt's last latent. Pinned.
         """
+        if self.model.speech is not None:
+            log.warning("this model speaks in the one voice its speech stack was trained on: voice prompt ignored")
+            return
         latents = voice.latents.to(self.device, self.dtype)
         assert latents.ndim == 2 and latents.shape[1] == self.config.codec.latent_dim, (
             f"voice latents must be (frames, {self.config.codec.latent_dim}), got {tuple(latents.shape)}"
@@ -250,11 +265,16 @@ class DuplexSession:
     def say(self, text: str) -> None:
         """Force the model's text stream to `text` (causal TTS); the model keeps choosing *when*
         each word starts, and goes on by itself once the text is spoken."""
+        if self.model.speech is not None:
+            self.state.speech_queue.append(text)
+            return
         self.state.forced.extend(self.tokenizer.encode(text))
         self.state.pad_run = 0
 
     @property
     def is_saying(self) -> bool:
+        if self.model.speech is not None:
+            return bool(self.state.speech_queue) or (self.state.speech is not None and not self.state.speech.finished)
         return bool(self.state.forced)
 
     def run(self, user_frames: Iterable[np.ndarray], settle_seconds: float = SETTLE_SECONDS,
@@ -295,6 +315,8 @@ class DuplexSession:
             f"step() takes one frame of {self.frame_size} samples, got {frame.shape[1]}"
         )
         model, state = self.model, self.state
+        if model.speech is not None:
+            return self._speech_step(frame, start, force_text, force_latent)
         with model.using(state.streams):
             heard = model.hear(frame)
             t_listen = self._now()
@@ -332,6 +354,63 @@ class DuplexSession:
             timings=times,
             text_logits=logits.cpu() if self.keep_debug else None,
             flow_condition=spoken.condition[0].float().cpu() if self.keep_debug else None,
+        )
+
+    def _speech_step(self, frame: torch.Tensor, start: float, force_text: int | None,
+                     force_latent: torch.Tensor | None) -> StepResult:
+        """step() of a model with a speech stack: the stack decides whether the next word enters the
+        text stream and says this frame; the backbone reads each text token as it is written (a text
+        position), and its state at the latest one is what the stack reads next frame, as in training.
+        `force_text` (PAD or not) forces the word decision, `force_latent` the latent."""
+        model, state, s = self.model, self.state, self.settings
+        times = StageTimes()
+        with model.using(state.streams):
+            heard = model.hear(frame)
+            t_listen = self._now()
+            if (state.speech is None or state.speech.finished) and state.speech_queue:
+                if self.context.length == 0:  # training read the words after this prefix
+                    self.prefill_text(SPEECH_PREFIX, pinned=True)
+                utterance = plan_utterance(state.speech_queue.popleft(), self.tokenizer,
+                                           PhonemeTable(model.config.speech.symbols))
+                state.speech = SpeechStream(model.speech, utterance, self.device)
+            token = self.pad_id
+            if state.speech is not None:
+                said = state.speech.step(state.speech_hidden, emit_bias=-s.pad_bias, max_wait=s.say_max_wait_frames,
+                                         flow_steps=s.flow_steps, temperature=s.flow_temperature,
+                                         generator=state.generator,
+                                         force_emit=None if force_text is None else force_text != self.pad_id)
+                latent = said.latent
+                t_flow = self._now()
+                if said.token is not None:
+                    token = said.token
+                    embed = model.embed_text(torch.tensor([[token]], device=self.device))[0]
+                    state.speech_hidden = self._append(embed, pinned=False)[0, -1]
+            else:
+                latent = model.speech.silence[None]
+                t_flow = self._now()
+            t_backbone = self._now()
+            if force_latent is not None:
+                latent = force_latent.to(self.device, self.dtype).reshape(1, -1)
+                if state.speech is not None:  # the stack goes on from the latent actually said
+                    state.speech.state.prev_latent = model.speech.normalize(latent)
+            spoken = model.voice(latent, clock=self._now)
+            t_codec = self._now()
+        state.prev_text = token
+        state.prev_latent = spoken.latent[:, None]
+        state.frame_index += 1
+        times.listen_ms = 1000 * (t_listen - start)
+        times.flow_ms = 1000 * (t_flow - t_listen)
+        times.backbone_ms = 1000 * (t_backbone - t_flow)
+        times.codec_ms = 1000 * (t_codec - t_backbone)
+        times.total_ms = 1000 * (t_codec - start)
+        return StepResult(
+            audio=spoken.audio.float().cpu().numpy(),
+            model_text=self._text_of(token, state.model_decoder),
+            user_text=self._text_of(heard.token, state.user_decoder),
+            model_token=token,
+            user_token=heard.token,
+            frame_index=state.frame_index - 1,
+            timings=times,
         )
 
     # -- internals --------------------------------------------------------------------------------------------
@@ -382,7 +461,8 @@ class DuplexSession:
         return int(torch.multinomial(probs.to(self.generator.device), 1, generator=self.generator))
 
     def _append(self, embeds: torch.Tensor, pinned: bool) -> torch.Tensor:
-        """Run new positions (k, h) through the backbone with the cache; returns hidden (1, k, h)."""
+        """Run new positions (k, h) through the backbone with the cache; returns the last one's hidden
+        state (1, 1, h)."""
         k = embeds.shape[0]
         half = self.max_positions // 2
         pinned_now = int(self.context.pinned[: self.context.length].sum())
@@ -397,9 +477,7 @@ class DuplexSession:
         ctx.embeds[ctx.length: ctx.length + k] = embeds
         ctx.pinned[ctx.length: ctx.length + k] = pinned
         ctx.length += k
-        hidden, self.state.cache = self.model.run_backbone(embeds[None], past_key_values=self.state.cache,
-                                                           use_cache=True)
-        return hidden
+        return self.state.backbone.append(embeds, last_only=True)
 
     def _make_room(self, k: int) -> None:
         ctx = self.context
@@ -422,6 +500,6 @@ class DuplexSession:
         ctx.dropped += ctx.length - len(keep)
         ctx.length = len(keep)
         log.debug("context full: dropped %d old positions, re-prefilled %d", n_drop, len(keep))
-        _, self.state.cache = self.model.run_backbone(kept_embeds[None], past_key_values=DynamicCache(),
-                                                      use_cache=True)
+        first_dropped = int(drop.nonzero()[0]) if bool(drop.any()) else len(keep)
+        self.state.backbone.rebuild(kept_embeds, unchanged=first_dropped)
 
