@@ -40,8 +40,9 @@ BUSY_TIMEOUT_S = 30
 SQLITE_HEADER = b"SQLite format 3\x00"
 QUICK_CHECK_MAX_ERRORS = 5  # enough to tell the user what is wrong; the check stops there
 
-# quick_check reads every page (about 1 s per GB): once per database per process is enough, the
-# app opens a store per thread and per call.
+# quick_check reads every page (measured: 0.18 s for a 400 MB database of 70 min of calls, from the
+# page cache; a cold disk adds its read time): once per database per process is enough, the app
+# opens a store per thread and per call.
 _checked: dict[Path, str | None] = {}
 _checked_lock = threading.Lock()
 
