@@ -444,6 +444,14 @@ def add_speak_command(subparsers) -> None:
     curve.add_argument("--limit", type=int, default=12, help="held-out sentences per checkpoint")
     curve.add_argument("--whisper", default="base")
     curve.set_defaults(func=run_curve_command)
+    export = subparsers.add_parser("speak-export", help="a full model checkpoint (float16) from a speak run "
+                                                        "and its codec: what ships in assets/checkpoints/<preset>")
+    export.add_argument("--run", required=True, metavar="DIR", help="the speak run's --out-dir")
+    export.add_argument("--codec", required=True, metavar="DIR")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--step", type=int, help="this saved step instead of the export (the best of the curve)")
+    export.add_argument("--preset", default="small")
+    export.set_defaults(func=run_export_command)
 
 
 def run_speak_command(args) -> int:
@@ -459,4 +467,48 @@ def run_curve_command(args) -> int:
 
     for point in learning_curve(args.run, args.data, args.codec, args.limit, args.whisper):
         print(json.dumps({k: point[k] for k in ("step", "train_seconds", "wer")}))
+    return 0
+
+
+def assemble_checkpoint(speech_dir: str | Path, codec_dir: str | Path, out: str | Path,
+                        preset_name: str = "small", weights: str | Path | None = None) -> Path:
+    """A full Michi checkpoint from a speak run and its codec: the preset's config with this speech
+    stack and codec, weights in float16 (config.json + model.safetensors; the backbone comes from its
+    package). `weights`: a checkpoint's speech.safetensors instead of the export's."""
+    from michi_core.model.codec import Codec
+    from michi_core.model.config import preset
+    from michi_core.model.model import CONFIG_FILE, WEIGHTS_FILE, MichiModel
+    from training.eval.speak_eval import load_stack
+
+    stack = load_stack(speech_dir, weights)
+    codec = Codec.from_pretrained(codec_dir)
+    config = preset(preset_name)
+    config.codec = codec.config
+    config.speech = stack.config
+    model = MichiModel(config)
+    model.codec.load_state_dict(codec.state_dict())
+    model.speech.load_state_dict(stack.state_dict())
+    out = Path(out)
+    model.save_pretrained(out)
+    state = load_file(str(out / WEIGHTS_FILE))
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    for k, v in half.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f"{k} overflows float16: not shipped")
+    from safetensors import safe_open
+
+    with safe_open(str(out / WEIGHTS_FILE), "pt") as f:
+        metadata = f.metadata()
+    save_file(half, str(out / WEIGHTS_FILE), metadata=metadata)
+    log.info("assembled %s (%.1f MB) from %s and %s", out, (out / WEIGHTS_FILE).stat().st_size / 1e6, speech_dir,
+             codec_dir)
+    assert (out / CONFIG_FILE).is_file()
+    return out
+
+
+def run_export_command(args) -> int:
+    run = Path(args.run)
+    weights = run / "checkpoints" / f"step_{args.step:08d}" / "speech.safetensors" if args.step else None
+    source = run if weights else run / "export"
+    print(assemble_checkpoint(source, args.codec, args.out, args.preset, weights))
     return 0
