@@ -71,6 +71,11 @@ def _sounds(symbols: list[str]) -> str:
     return "".join(s for s in symbols if is_sound(s) and s not in "ˈˌ")
 
 
+@functools.lru_cache(maxsize=65536)
+def _word_sounds(word: str) -> str:
+    return _sounds(phonemize(word))
+
+
 def words_to_groups(words: list[str], symbols: list[str]) -> list[int] | None:
     """Which phoneme word group each written word is said in, or None if they cannot be matched.
 
@@ -83,7 +88,7 @@ def words_to_groups(words: list[str], symbols: list[str]) -> list[int] | None:
         return list(range(len(words)))
     if not words or len(groups) > len(words):
         return None
-    alone = [_sounds(phonemize(w)) for w in words]
+    alone = [_word_sounds(w) for w in words]
     heard = [_sounds(symbols[a:b]) for a, b in groups]
     n, m = len(words), len(groups)
     inf = float("inf")

@@ -244,13 +244,14 @@ class Utterance:
     group_tokens: list[list[int]]  # backbone tokens of the written words said in each group
 
 
-def plan_utterance(text: str, tokenizer, table: PhonemeTable) -> Utterance:
+def plan_utterance(text: str, tokenizer, table: PhonemeTable, symbols: list[str] | None = None) -> Utterance:
     """Text -> phonemes (espeak via piper), one group per spoken word (espeak joins some: "for the"),
-    and each group's words as backbone tokens (a word's tokens as the text stream writes them)."""
+    and each group's words as backbone tokens (a word's tokens as the text stream writes them).
+    `symbols`: phonemize(text) when the caller has it already (the voice corpus stores it)."""
     words = text.split()
     if not words:
         return Utterance([], [], [])
-    symbols = phonemize(text)
+    symbols = phonemize(text) if symbols is None else symbols
     owner = words_to_groups(words, symbols)
     if owner is None:  # cannot match: each word said on its own, one group each
         symbols = ["^"]

@@ -41,6 +41,7 @@ from ..trainer import TrainConfig, step_generator
 log = logging.getLogger(__name__)
 
 TAIL_FRAMES = 4  # silent frames after each utterance: the model learns to fall silent at `$`
+BACKBONE_BATCH = 32  # utterances per backbone pass when caching
 
 
 @dataclass
@@ -146,10 +147,22 @@ def codec_fingerprint(codec_dir: str | Path) -> str:
 def backbone_states(backbone, tokenizer, tokens: list[int]) -> torch.Tensor:
     """The frozen backbone's final-norm hidden state at each of `tokens`, read after the speech
     prefix: (K, H) float32. The engine feeds the same positions (the parity test checks it)."""
+    return backbone_states_batch(backbone, tokenizer, [tokens])[0]
+
+
+@torch.no_grad()
+def backbone_states_batch(backbone, tokenizer, token_lists: list[list[int]]) -> list[torch.Tensor]:
+    """backbone_states of several utterances in one pass: rows are right-padded, and a causal model's
+    state at a real position never sees the padding after it. One pass reads the 135M weights once
+    for all rows (on a CPU the weight traffic, not the arithmetic, is the cost of a short row)."""
     prefix = tokenizer.encode(SPEECH_PREFIX)
-    ids = torch.tensor([prefix + tokens])
-    hidden = backbone.model(input_ids=ids).last_hidden_state[0, len(prefix):]
-    return hidden.float()
+    rows = [prefix + tokens for tokens in token_lists]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row)
+    hidden = backbone.model(input_ids=ids).last_hidden_state.float()
+    return [hidden[i, len(prefix):len(row)].clone() for i, row in enumerate(rows)]
 
 
 def build_cache(cfg: SpeakStageConfig, codec, backbone, tokenizer, speech: SpeechConfig,
@@ -194,24 +207,25 @@ def _build_text_cache(cfg: SpeakStageConfig, cache: Path, backbone, tokenizer, s
         for row in rows:
             if cfg.max_items and len(items) >= cfg.max_items:
                 break
-            utterance = plan_utterance(row["text"], tokenizer, table)
             symbols, starts = phoneme_times(row)
-            if table.ids(symbols) != utterance.symbol_ids:
-                log.warning("%s: phonemes differ from the corpus's; skipped", row["id"])
-                continue
+            utterance = plan_utterance(row["text"], tokenizer, table, symbols)  # the corpus checked them
             path = manifest.resolve(row["path"])
             info = sf.info(str(path))
             assert info.samplerate == sample_rate, f"{path}: the voice corpus is stored at {sample_rate} Hz"
             frames = padded_frames(info.frames, speech.text_lead, frame_size)
             plan = frame_plan(utterance, starts, frames, speech, frame_s)
             key = str(len(items))
-            tensors[f"{key}.backbone"] = backbone_states(backbone, tokenizer, plan.tokens)  # fp32: exact replay
             tensors[f"{key}.tokens"] = torch.tensor(plan.tokens, dtype=torch.long)
             for name in ("window", "stay", "ahead", "token_index", "emit", "advance"):
                 tensors[f"{key}.{name}"] = torch.from_numpy(np.ascontiguousarray(getattr(plan, name)))
             items.append({"id": row["id"], "text": row["text"], "frames": frames, "path": str(path)})
             if len(items) % 200 == 0:
-                log.info("speak text cache %s: %d utterances", split, len(items))
+                log.info("speak text cache %s: %d utterances planned", split, len(items))
+        for first in range(0, len(items), BACKBONE_BATCH):
+            keys = [str(k) for k in range(first, min(first + BACKBONE_BATCH, len(items)))]
+            states = backbone_states_batch(backbone, tokenizer, [tensors[f"{k}.tokens"].tolist() for k in keys])
+            for k, state in zip(keys, states):
+                tensors[f"{k}.backbone"] = state  # fp32: what the engine computes, exactly
         if items:
             save_file(tensors, str(cache / f"{split}.safetensors"))
         (cache / f"{split}.json").write_text(json.dumps(items))
