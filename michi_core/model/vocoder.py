@@ -163,35 +163,41 @@ def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float
     return weights.float()
 
 
+@dataclass
+class _FramesState:
+    history: torch.Tensor  # (b, n_fft - hop): the samples the next window reaches back to
+
+
 class MelAnalysis(StreamingModule):
     """24 kHz wave -> natural-log magnitude mel at the vocoder's rate, `hop` samples per mel frame.
 
-    The STFT is a strided conv (Hann-windowed DFT basis): window j covers the n_fft samples ending
-    at the end of hop j, so it never looks past the current frame, and it streams like any conv."""
+    Window j covers the n_fft samples ending at the end of hop j, so it never looks past the current
+    frame; the windows are cut from (history + new samples) and transformed one by one (rfft), the
+    same arithmetic whether a clip comes whole or frame by frame."""
 
     def __init__(self, sample_rate: int, mel_rate: int, filter_rate: int, n_fft: int, hop: int, n_mels: int,
                  fmin: float, fmax: float, frame_size: int):
         super().__init__()
         self.resample = Resampler(mel_rate, sample_rate, chunk=frame_size)
-        self.hop = hop
-        n_bins = n_fft // 2 + 1
-        cpu = {"dtype": torch.float64, "device": "cpu"}  # fixed DSP: never on the meta device
-        window = torch.hann_window(n_fft, periodic=True, **cpu)
-        k, n = torch.arange(n_bins, **cpu)[:, None], torch.arange(n_fft, **cpu)[None]
-        angle = 2 * math.pi * k * n / n_fft
-        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2 * bins, n_fft)
-        self.stft = FrozenConv(1, 2 * n_bins, n_fft, stride=hop, chunk=frame_size * mel_rate // sample_rate)
-        self.stft.conv.bias = None
-        _freeze(self.stft, {"conv.weight": basis.float()[:, None]})
+        self.n_fft, self.hop = n_fft, hop
+        window = torch.hann_window(n_fft, periodic=True, device="cpu")  # fixed DSP: never on the meta device
+        self.register_buffer("window", window, persistent=False)
         self.register_buffer("filters", slaney_mel_filterbank(filter_rate, n_fft, n_mels, fmin, fmax),
                              persistent=False)
+
+    def _init_state(self, batch_size: int) -> _FramesState:
+        return _FramesState(self.window.new_zeros(batch_size, self.n_fft - self.hop))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:  # (b, t) at 24 kHz -> (b, m, j)
         x = self.resample(wave)
         assert x.shape[-1] % self.hop == 0, f"feed whole frames: {x.shape[-1]} samples is not a multiple of {self.hop}"
-        real, imag = self.stft(x[:, None]).float().chunk(2, dim=1)  # (b, bins, j) each
-        magnitude = torch.sqrt(real.pow(2) + imag.pow(2) + 1e-9)  # jik876's +1e-9
-        return torch.log(torch.clamp(torch.matmul(self.filters, magnitude), min=1e-5))
+        state = self._streaming_state if self.is_streaming else self._init_state(x.shape[0])
+        full = torch.cat([state.history, x], dim=-1)
+        state.history = full[:, full.shape[-1] - (self.n_fft - self.hop):]
+        windows = full.unfold(-1, self.n_fft, self.hop) * self.window  # (b, j, n_fft)
+        spectrum = torch.fft.rfft(windows.float(), dim=-1)
+        magnitude = torch.sqrt(spectrum.real.pow(2) + spectrum.imag.pow(2) + 1e-9)  # jik876's +1e-9
+        return torch.log(torch.clamp(torch.matmul(self.filters, magnitude.transpose(1, 2)), min=1e-5))
 
 
 # -- the generator -----------------------------------------------------------------------------------

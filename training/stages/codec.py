@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
-from michi_core.audio import load_audio, pad_to_frames
+from michi_core.audio import load_audio, pad_to_frames, resample
 from michi_core.model.codec import Codec, Posterior
 from michi_core.model.config import preset
 
@@ -46,6 +46,11 @@ class CodecStageConfig(TrainConfig):
     kl_weight: float = 1e-3  # against a per-element L1 on log-mel: latents come out near unit scale
     kl_warmup_steps: int = 500  # linear ramp of the KL weight from 0
     eval_clips: int = 32
+    # More speakers from the same recordings: each training file of these speakers is also played this much
+    # faster or slower (pitch and formants move together, like another vocal tract). Our corpus has one
+    # natural voice (piper joe); real voices are what the codec must carry.
+    augment_speeds: tuple[float, ...] = (0.86, 0.93, 1.08, 1.16)
+    augment_speakers: str = "piper"  # speaker-name prefix of the files to augment ("" : every file)
 
 
 def find_audio(data: str) -> tuple[list[Path], list[Path]]:
@@ -64,21 +69,41 @@ def find_audio(data: str) -> tuple[list[Path], list[Path]]:
     return files, []
 
 
+def augmentable(data: str, paths: list[Path], speaker_prefix: str) -> list[Path]:
+    """The files among `paths` whose speaker's name starts with the prefix (a corpus manifest knows the
+    speakers; in a plain folder of audio only the empty prefix matches, and then every file)."""
+    if not speaker_prefix:
+        return list(paths)
+    source = Path(data)
+    if not (source.is_file() or (source / "manifest.sqlite3").is_file()):
+        return []
+    from training.data.manifest import Manifest
+
+    manifest = Manifest(source)
+    chosen = {manifest.resolve(row["path"]) for row in manifest.rows("speaker like ?", [speaker_prefix + "%"])
+              if row.get("path")}
+    return [p for p in paths if p in chosen]
+
+
 @torch.inference_mode()
-def mel_of_file(codec: Codec, path: Path) -> torch.Tensor:
-    """A whole file's log-mel (m, j), float16, by the codec's own (offline) analysis."""
+def mel_of_file(codec: Codec, path: Path, speed: float = 1.0) -> torch.Tensor:
+    """A whole file's log-mel (m, j), float16, by the codec's own (offline) analysis; `speed` plays it that
+    much faster (1.1: 10 % higher and shorter)."""
     c = codec.config
-    wave = pad_to_frames(load_audio(path, c.sample_rate), c.frame_size)
-    return codec.mel(torch.from_numpy(wave)[None])[0].half()
+    wave = load_audio(path, c.sample_rate)
+    if speed != 1.0:
+        wave = resample(wave, round(c.sample_rate * speed), c.sample_rate)
+    return codec.mel(torch.from_numpy(pad_to_frames(wave, c.frame_size))[None])[0].half()
 
 
 class MelCache:
     """Every file's log-mel, computed once and stored next to the run (one safetensors file per 256 files)."""
 
-    def __init__(self, codec: Codec, paths: list[Path], folder: Path, name: str):
+    def __init__(self, codec: Codec, paths: list[Path], folder: Path, name: str, speed: float = 1.0):
         self.mels: list[torch.Tensor] = []
-        key = hashlib.sha256(repr((codec.config.mel_rate, codec.config.hop_length, codec.config.n_mels,
-                                   [str(p) for p in paths])).encode()).hexdigest()[:12]
+        key = hashlib.sha256((repr((codec.config.mel_rate, codec.config.hop_length, codec.config.n_mels,
+                                    [str(p) for p in paths])) + ("" if speed == 1.0 else f"x{speed}"))
+                             .encode()).hexdigest()[:12]
         folder.mkdir(parents=True, exist_ok=True)
         for start in range(0, len(paths), 256):
             shard = folder / f"{name}-{key}-{start // 256:04d}.safetensors"
@@ -87,11 +112,15 @@ class MelCache:
                 stored = load_file(str(shard))
                 self.mels.extend(stored[str(i)] for i in range(len(chunk)))
                 continue
-            mels = [mel_of_file(codec, p) for p in chunk]
+            mels = [mel_of_file(codec, p, speed) for p in chunk]
             save_file({str(i): m.contiguous() for i, m in enumerate(mels)}, str(shard))
             self.mels.extend(mels)
             log.info("%s mels: %d/%d files", name, min(start + 256, len(paths)), len(paths))
         self.lengths = np.array([m.shape[-1] for m in self.mels], dtype=np.float64)
+
+    def extend(self, other: MelCache) -> None:
+        self.mels.extend(other.mels)
+        self.lengths = np.concatenate([self.lengths, other.lengths])
 
     def __len__(self) -> int:
         return len(self.mels)
@@ -125,11 +154,15 @@ class CodecStage:
         codec = Codec(self.codec_config)
         folder = Path(self.config.out_dir) / "mels"
         self.train_mels = MelCache(codec, self.train_paths, folder, "train")
-        self.valid_mels = MelCache(codec, self.valid_paths, folder, "valid")
         c = self.codec_config
+        recorded = self.train_mels.lengths.sum() * c.hop_length / c.mel_rate / 3600
+        augmented = augmentable(self.config.data, self.train_paths, self.config.augment_speakers)
+        for speed in self.config.augment_speeds if augmented else ():
+            self.train_mels.extend(MelCache(codec, augmented, folder, "train", speed))
+        self.valid_mels = MelCache(codec, self.valid_paths, folder, "valid")
         hours = self.train_mels.lengths.sum() * c.hop_length / c.mel_rate / 3600
-        log.info("codec stage: %.2f hours of training audio", hours)
-        self.train_hours = float(hours)
+        log.info("codec stage: %.2f hours of training audio (%.2f recorded, the rest sped up or slowed down)",
+                 hours, recorded)
         return {"codec": codec.to(device)}
 
     def optimizers(self, modules):
