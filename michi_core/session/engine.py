@@ -159,7 +159,7 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch
 class DuplexSession:
     def __init__(self, model: MichiModel, settings: SamplingSettings | None = None,
                  device: str | torch.device = "cpu", dtype: str | torch.dtype | None = torch.float32,
-                 keep_debug: bool = False, backbone_runner: str = "auto"):
+                 keep_debug: bool = False, backbone_runner: str | BackboneRunner = "auto"):
         """`dtype` is the backbone's precision (the heads and codec stay fp32): fp32 by default,
         "auto" for the fastest measured-safe choice on this device (see fastest_dtype).
         `backbone_runner`: "auto" (llama.cpp on CPU when it runs exactly this backbone, see

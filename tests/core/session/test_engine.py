@@ -214,7 +214,7 @@ def test_a_10000_frame_call_keeps_its_prefix_and_never_overflows(model):
     assert np.isfinite(r.audio).all()
     assert session.context.dropped > 9000
     assert torch.equal(session.context.embeds[: len("System prompt.")], pinned_embeds), "the prefix was dropped"
-    assert session.cache.get_seq_length() == session.context_length
+    assert session.state.backbone.length == session.context_length
 
 
 def test_a_prompt_too_long_for_the_window_is_refused_clearly(model):
