@@ -39,6 +39,7 @@ class LatencySnapshot:
     dropped_frames: int = 0  # mic frames skipped to catch up with real time
     frames: int = 0  # steps taken in this call
     device: str = ""
+    backbone: str = ""  # what runs the backbone: llama.cpp or torch (runner.py)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -69,8 +70,9 @@ class VoicedFrame:
 
 
 class LatencyMonitor:
-    def __init__(self, budget_ms: float, sample_rate: int):
+    def __init__(self, budget_ms: float, sample_rate: int, backbone: str = ""):
         self.budget_ms = budget_ms
+        self.backbone = backbone
         self.sample_rate = sample_rate
         self._lock = threading.Lock()
         self._steps: deque[float] = deque(maxlen=HISTORY_FRAMES)
@@ -143,5 +145,5 @@ class LatencyMonitor:
                 budget_ms=self.budget_ms, step_ms=steps, step_p50_ms=percentile(steps, 50),
                 step_p95_ms=percentile(steps, 95), ttfa_ms=self._ttfa_ms, response_ms=self._response_ms,
                 lag_s=lag_s, buffer_ms=buffer_ms, underruns=underruns, xruns=xruns,
-                dropped_frames=self._dropped, frames=self._frames, device=device,
+                dropped_frames=self._dropped, frames=self._frames, device=device, backbone=self.backbone,
             )

@@ -121,7 +121,8 @@ class ConversationLoop:
         self.sample_rate = session.config.codec.sample_rate
         self.frame_size = session.frame_size
         self.transcript = Transcript(frame_seconds=self.frame_size / self.sample_rate)
-        self.latency = LatencyMonitor(budget_ms=session.config.codec.frame_ms, sample_rate=self.sample_rate)
+        self.latency = LatencyMonitor(budget_ms=session.config.codec.frame_ms, sample_rate=self.sample_rate,
+                                      backbone=session.runner.name)
         self.muted = False  # set from the GUI thread; read once per frame
         self.device_error: str | None = None  # set by the audio layer's error hook (any thread)
         self.interruptions = 0

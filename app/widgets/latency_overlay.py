@@ -30,7 +30,7 @@ class LatencyOverlay(QWidget):
         self.resize(self.sizeHint())
 
     def sizeHint(self) -> QSize:
-        return QSize(380, 270)
+        return QSize(380, 286)
 
     def rows(self) -> list[tuple[str, str]]:
         """The numbers shown under the plot, as (label, value) — also what tests read."""
@@ -44,6 +44,7 @@ class LatencyOverlay(QWidget):
             ("underruns / xruns", f"{s.underruns} / {s.xruns}"),
             ("frames / dropped", f"{s.frames} / {s.dropped_frames}"),
             ("device", s.device or "—"),
+            ("backbone", s.backbone or "—"),
         ]
 
     def set_snapshot(self, snapshot: LatencySnapshot) -> None:

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from michi_core.session.engine import DuplexSession, SamplingSettings, StageTimes
 from michi_core.model.model import MichiModel, load_model, shipped_codec
+from michi_core.session.engine import DuplexSession, SamplingSettings, StageTimes, fastest_dtype
+from michi_core.session.runner import BackboneRunner, LlamaCppRunner, TorchRunner, llama_cpp_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,13 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def run_bench(model: MichiModel, device: str = "cpu", frames: int = 200, warmup: int = 10,
-              dtype: torch.dtype = torch.float32, label: str = "fp32", seed: int = 0) -> dict:
+              dtype: torch.dtype = torch.float32, label: str = "fp32", seed: int = 0,
+              backbone_runner: str | BackboneRunner = "torch") -> dict:
     device_t = torch.device(device)
     if device_t.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device_t)
-    session = DuplexSession(model, SamplingSettings(seed=seed), device=device_t, dtype=dtype)
+    session = DuplexSession(model, SamplingSettings(seed=seed), device=device_t, dtype=dtype,
+                            backbone_runner=backbone_runner)
     fs = model.config.codec.frame_size
     rng = np.random.default_rng(seed)
     user_audio = (0.05 * rng.standard_normal((frames + warmup, fs))).astype(np.float32)
@@ -146,6 +149,9 @@ def run_bench(model: MichiModel, device: str = "cpu", frames: int = 200, warmup:
         "preset": model.config.preset,
         "device": str(device_t),
         "dtype": str(dtype).replace("torch.", ""),
+        "backbone_runner": session.runner.name,
+        "backbone_file": str(getattr(session.runner, "path", "")) or None,
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "frames": frames,
         "frame_ms": model.config.codec.frame_ms,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -167,34 +173,51 @@ def run_bench(model: MichiModel, device: str = "cpu", frames: int = 200, warmup:
 
 @torch.inference_mode()
 def output_drift(reference: MichiModel, variant: MichiModel, dtype: torch.dtype, frames: int = 50,
-                 seed: int = 0) -> dict:
-    """How far a faster variant's outputs move from fp32, under identical teacher-forced inputs."""
+                 seed: int = 0, backbone_runner: str | BackboneRunner = "torch") -> dict:
+    """How far a faster variant's outputs move from fp32 torch, under identical teacher-forced inputs:
+    text logits and backbone states on frame inputs, and the text head's top-1 on a real text prompt."""
     fs = reference.config.codec.frame_size
     rng = np.random.default_rng(seed)
     audio = (0.05 * rng.standard_normal((frames, fs))).astype(np.float32)
-    ref = DuplexSession(reference, SamplingSettings(seed=seed), keep_debug=True)
-    var = DuplexSession(variant, SamplingSettings(seed=seed), keep_debug=True, dtype=dtype)
+    ref = DuplexSession(reference, SamplingSettings(seed=seed), keep_debug=True, backbone_runner="torch")
+    var = DuplexSession(variant, SamplingSettings(seed=seed), keep_debug=True, dtype=dtype,
+                        backbone_runner=backbone_runner)
     for s in (ref, var):
         s.prefill_text("You are Michi, a helpful voice assistant.")
-    logit_diffs, cond_diffs, agree = [], [], 0
+    logit_diffs, cond_diffs, hidden_cos, agree = [], [], [], 0
     latent = torch.zeros(reference.config.codec.latent_dim)
+    pad_embed = reference.embed_text(torch.tensor([ref.pad_id]))[0]
     for i in range(frames):
         r = ref.step(audio[i], force_text=ref.pad_id, force_latent=latent)
         v = var.step(audio[i], force_text=ref.pad_id, force_latent=latent)
         logit_diffs.append(float((r.text_logits - v.text_logits.float()).abs().max()))
         cond_diffs.append(float(((r.flow_condition - v.flow_condition.float()).norm()
                                  / r.flow_condition.norm()).item()))
+        # flow condition = hidden + the (forced PAD) token's embedding: the hidden state is the rest
+        hidden_cos.append(float(torch.nn.functional.cosine_similarity(
+            r.flow_condition - pad_embed, v.flow_condition.float() - pad_embed, dim=0)))
         agree += int(r.text_logits.argmax() == v.text_logits.argmax())
+    # A real prompt, every position: does the text head read the same next word from both?
+    ids = torch.tensor([reference.tokenizer.encode(PROMPT)])
+    ref_hidden = TorchRunner(reference).append(reference.embed_text(ids)[0])
+    var.runner.reset()
+    var_hidden = var.runner.append(variant.embed_text(ids)[0])
+    var.runner.reset()
+    prompt_cos = torch.nn.functional.cosine_similarity(ref_hidden[0], var_hidden[0].float(), dim=-1)
+    prompt_agree = (reference.text_logits(ref_hidden).argmax(-1) == variant.text_logits(var_hidden).argmax(-1))
     return {"max_abs_logit_diff": max(logit_diffs), "median_abs_logit_diff": statistics.median(logit_diffs),
-            "median_rel_flow_condition_diff": statistics.median(cond_diffs), "argmax_agreement": agree / frames}
+            "median_rel_flow_condition_diff": statistics.median(cond_diffs), "argmax_agreement": agree / frames,
+            "min_hidden_cosine": min(hidden_cos), "median_hidden_cosine": statistics.median(hidden_cos),
+            "prompt_positions": int(ids.shape[1]), "prompt_min_hidden_cosine": float(prompt_cos.min()),
+            "prompt_top1_agreement": float(prompt_agree.float().mean())}
 
 
 def format_table(results: list[dict]) -> str:
     lines = []
     head = f"{'variant':<10} {'stage':<12} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}"
     for r in results:
-        lines.append(f"== {r['preset']} on {r['device']} ({r['label']}, {r['parameters'] / 1e6:.1f}M params, "
-                     f"{r['frames']} frames)")
+        lines.append(f"== {r['preset']} on {r['device']} ({r['label']}, backbone in {r['backbone_runner']}, "
+                     f"{r['parameters'] / 1e6:.1f}M params, {r['frames']} frames, load average {r['load_average_1m']})")
         lines.append(head)
         for stage, v in r["step_ms"].items():
             lines.append(f"{r['label']:<10} {stage:<12} {v['p50']:8.2f} {v['p95']:8.2f} {v['max']:8.2f}")
@@ -205,9 +228,12 @@ def format_table(results: list[dict]) -> str:
                      f"peak memory: {r['peak_memory_mb']:.0f} MB")
         if "drift_vs_fp32" in r:
             d = r["drift_vs_fp32"]
-            lines.append(f"vs fp32: max |logit diff| {d['max_abs_logit_diff']:.3g}, argmax agreement "
+            lines.append(f"vs fp32 torch: max |logit diff| {d['max_abs_logit_diff']:.3g}, argmax agreement "
                          f"{100 * d['argmax_agreement']:.0f}%, flow-condition rel. diff "
-                         f"{d['median_rel_flow_condition_diff']:.3g}")
+                         f"{d['median_rel_flow_condition_diff']:.3g}, hidden cosine min {d['min_hidden_cosine']:.4f}"
+                         f" (median {d['median_hidden_cosine']:.5f}); text prompt ({d['prompt_positions']} positions): "
+                         f"top-1 agreement {100 * d['prompt_top1_agreement']:.0f}%, hidden cosine min "
+                         f"{d['prompt_min_hidden_cosine']:.4f}")
         lines.append("")
     return "\n".join(lines)
 
@@ -228,8 +254,16 @@ def bench_command(preset_name: str, device: str, frames: int, json_path: str | N
     reference = load_model(checkpoint, preset_name, random_backbone=checkpoint is None and needs_hub)
     results = []
     for variant in variants:
+        runner: str | BackboneRunner = "torch"
         if variant == "fp32":
             model, dtype = reference, torch.float32
+        elif variant == "llama.cpp":
+            if device_t.type != "cpu":
+                log.warning("llama.cpp runs the backbone on the CPU only; skipped on %s", device)
+                continue
+            # the text head and the rest in torch at the fastest safe precision (bf16 where native)
+            model, dtype = _copy(reference), fastest_dtype(device_t)
+            runner = llama_cpp_runner(reference)
         elif variant == "bf16":
             model, dtype = _copy(reference), torch.bfloat16
         elif variant == "int8":
@@ -238,17 +272,17 @@ def bench_command(preset_name: str, device: str, frames: int, json_path: str | N
                 continue
             model, dtype = quantize_int8(_copy(reference)), torch.float32
         else:
-            raise SystemExit(f"unknown variant {variant!r}: use fp32, bf16 or int8")
+            raise SystemExit(f"unknown variant {variant!r}: use fp32, bf16, int8 or llama.cpp")
         log.info("benchmarking %s %s on %s", preset_name, variant, device)
-        r = run_bench(model, device, frames=frames, dtype=dtype, label=variant)
+        r = run_bench(model, device, frames=frames, dtype=dtype, label=variant, backbone_runner=runner)
         if variant != "fp32" and device_t.type == "cpu":
-            r["drift_vs_fp32"] = output_drift(reference, model, dtype)
+            r["drift_vs_fp32"] = output_drift(reference, model, dtype, backbone_runner=runner)
         results.append(r)
         if model is not reference:
             del model
     report = {
         "benchmark": "michi bench",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(device_t),
         "settings": {"preset": reference.config.preset, "device": device, "frames": frames,
                      "checkpoint": checkpoint,
@@ -267,6 +301,28 @@ def bench_command(preset_name: str, device: str, frames: int, json_path: str | N
     Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {json_path}")
     return report
+
+
+def llama_cpp_runner(model: MichiModel) -> str | BackboneRunner:
+    """The llama.cpp runner of a benchmark: the backbone's own GGUF (`small`), else its weights written
+    once as a Q8_0 GGUF in the cache (michi-530m's shapes; random weights, so only the speed and the
+    agreement with torch mean something)."""
+    if llama_cpp_unavailable(model) is None:
+        return "llama.cpp"
+    import hashlib
+
+    from michi_core.model.gguf_export import write_gguf
+    from michi_core.paths import cache_dir
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.backbone.state_dict().items()):  # the file belongs to these weights
+        digest.update(name.encode())
+        digest.update(tensor.float().flatten()[:4096].numpy().tobytes())
+    path = cache_dir() / "backbones" / f"{model.config.preset}-{digest.hexdigest()[:12]}.q8_0.gguf"
+    if not path.is_file():
+        log.info("writing the backbone as a Q8_0 GGUF for llama.cpp: %s", path)
+        write_gguf(model.backbone, path.with_suffix(".tmp"), "q8_0").replace(path)
+    return LlamaCppRunner(path, n_ctx=model.config.backbone.max_positions)
 
 
 def _copy(model: MichiModel) -> MichiModel:

@@ -48,8 +48,9 @@ def test_the_plot_draws_step_times_in_the_budget_colours(qtbot, step_ms, line_co
     overlay.set_snapshot(LatencySnapshot(
         budget_ms=80.0, step_ms=steps, step_p50_ms=step_ms, step_p95_ms=step_ms, ttfa_ms=95.0,
         response_ms=210.0, lag_s=0.31, buffer_ms=40.0, underruns=2, frames=100,
-        device="USB Headset @ 48000 Hz"))
+        device="USB Headset @ 48000 Hz", backbone="llama.cpp"))
     rows = dict(overlay.rows())
+    assert rows["backbone"] == "llama.cpp", "the overlay says what runs the backbone"
     assert rows["TTFA, last turn"] == "95 ms" and rows["response latency"] == "210 ms"
     assert rows["lag (mic − played)"] == "0.31 s" and rows["underruns / xruns"] == "2 / 0"
     image = overlay.grab().toImage()
