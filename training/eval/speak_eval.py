@@ -77,7 +77,7 @@ def load_stack(directory: str | Path, weights: str | Path | None = None):
 
 
 def learning_curve(run_dir: str | Path, corpus: str | Path, codec_dir: str | Path, limit: int = 12,
-                   whisper: str = "base", preset_name: str = "small") -> list[dict]:
+                   whisper: str = "base", preset_name: str = "small", every: int = 1) -> list[dict]:
     """say() WER of every checkpoint in the run not yet scored; appended to <run>/curve.json
     (step, wall-clock training seconds, WER), so it can run beside training, again and again."""
     import json
@@ -93,7 +93,7 @@ def learning_curve(run_dir: str | Path, corpus: str | Path, codec_dir: str | Pat
     curve = json.loads(curve_path.read_text()) if curve_path.is_file() else []
     done = {point["step"] for point in curve}
     todo = [c for c in sorted((run_dir / "checkpoints").glob("step_*"))
-            if int(c.name.split("_")[1]) not in done]
+            if int(c.name.split("_")[1]) not in done and int(c.name.split("_")[1]) % every == 0]
     if not todo:
         return curve
     config = preset(preset_name)

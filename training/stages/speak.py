@@ -457,6 +457,7 @@ def add_speak_command(subparsers) -> None:
     curve.add_argument("--codec", required=True, metavar="DIR", help="the codec the run was trained for")
     curve.add_argument("--limit", type=int, default=12, help="held-out sentences per checkpoint")
     curve.add_argument("--whisper", default="base")
+    curve.add_argument("--every", type=int, default=1, help="only steps that are multiples of this")
     curve.set_defaults(func=run_curve_command)
     export = subparsers.add_parser("speak-export", help="a full model checkpoint (float16) from a speak run "
                                                         "and its codec: what ships in assets/checkpoints/<preset>")
@@ -479,7 +480,7 @@ def run_speak_command(args) -> int:
 def run_curve_command(args) -> int:
     from training.eval.speak_eval import learning_curve
 
-    for point in learning_curve(args.run, args.data, args.codec, args.limit, args.whisper):
+    for point in learning_curve(args.run, args.data, args.codec, args.limit, args.whisper, every=args.every):
         print(json.dumps({k: point[k] for k in ("step", "train_seconds", "wer")}))
     return 0
 
