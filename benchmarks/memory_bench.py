@@ -192,6 +192,19 @@ def main() -> None:
     args = parser.parse_args()
     cases = args.cases.split(",")
     results = []
+    out = Path(args.json) if args.json else RESULTS / f"memory_{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+
+    def save() -> None:  # after every case: a long run stopped half way keeps what it measured
+        report = {
+            "benchmark": "memory",
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": {**machine_info(torch.device("cpu")), "child_torch_threads": args.threads},
+            "load_average_now": [round(x, 2) for x in os.getloadavg()],
+            "results": results,
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="michi-memory-bench-") as scratch:
         scratch = Path(scratch)
         python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -211,6 +224,7 @@ def main() -> None:
                                   [sys.executable, "-c", STAND_IN_ADD, str(text)], env_for(f"ingest{mb:g}"),
                                   args.time_limit, ingest_progress)
                 results.append({**result, "input_mb": mb, "embedder": "stand-in (real tokenizer)"})
+                save()
             if args.real_embedder_s > 0:
                 mb = max(sizes)
                 text = scratch / f"text_{mb:g}mb.txt"
@@ -218,6 +232,7 @@ def main() -> None:
                                                              "add", str(text)],
                                   env_for(f"ingest{mb:g}real"), args.real_embedder_s, ingest_progress)
                 results.append({**result, "input_mb": mb, "embedder": "all-MiniLM-L6-v2"})
+                save()
         for kind, lengths in (("codec", args.audio_s), ("chat", args.chat_audio_s)):
             if kind not in cases:
                 continue
@@ -235,16 +250,8 @@ def main() -> None:
                                   audio_progress(output))
                 results.append({**result, "input_seconds": seconds,
                                 **({"preset": "tiny"} if kind == "chat" else {"codec": args.codec_checkpoint})})
-    report = {
-        "benchmark": "memory",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {**machine_info(torch.device("cpu")), "child_torch_threads": args.threads},
-        "load_average_end": [round(x, 2) for x in os.getloadavg()],
-        "results": results,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = Path(args.json) if args.json else RESULTS / f"memory_{dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+                save()
+    save()
     print(f"wrote {out}")
 
 
