@@ -150,6 +150,7 @@ class LlamaCppRunner:
         self._batch_size = cparams.n_batch
         self._batch = lc.llama_batch_init(self._batch_size, self.hidden_size, 1)
         self._length = 0
+        self._embeddings_on = True
 
     def __del__(self) -> None:
         lc = getattr(self, "llama", None)
@@ -178,29 +179,38 @@ class LlamaCppRunner:
                              "the session rebuilds the cache before that")
         x = np.ascontiguousarray(embeds.detach().to("cpu", torch.float32).numpy())
         out = np.empty((1 if last_only else k, self.hidden_size), np.float32)
-        lc, batch, h = self.llama, self._batch, self.hidden_size
-        written = 0
-        for start in range(0, k, self._batch_size):  # a long prompt goes in n_batch-position chunks
-            n = min(self._batch_size, k - start)
-            ctypes.memmove(batch.embd, x[start:start + n].ctypes.data, n * h * 4)
-            batch.n_tokens = n
-            for i in range(n):
-                batch.pos[i] = self._length + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                # Ask only for the hidden states we return: every output row also costs a pass
-                # through llama.cpp's output head.
-                batch.logits[i] = (not last_only) or (start + i == k - 1)
-            status = lc.llama_decode(self._ctx, batch)
-            if status != 0:
-                raise RuntimeError(f"llama_decode failed with status {status} at position {self._length}")
-            self._length += n
-            rows = n if not last_only else (1 if start + n == k else 0)
-            if rows:
-                ptr = lc.llama_get_embeddings(self._ctx)
-                ctypes.memmove(out[written:].ctypes.data, ptr, rows * h * 4)
-                written += rows
+        # With embeddings on, llama.cpp outputs every position of a call (and runs its output head on
+        # each): positions whose states nobody reads go in calls with embeddings off and no outputs.
+        silent = k - 1 if last_only else 0
+        start = written = 0
+        while start < k:
+            stop = min(k, start + self._batch_size, silent if start < silent else k)
+            self._decode(x[start:stop], outputs=stop > silent)
+            if stop > silent:
+                n = stop - start
+                ctypes.memmove(out[written:].ctypes.data, self.llama.llama_get_embeddings(self._ctx),
+                               n * self.hidden_size * 4)
+                written += n
+            start = stop
         return torch.from_numpy(out)[None].to(embeds.device)
+
+    def _decode(self, x: np.ndarray, outputs: bool) -> None:
+        """One llama_decode of positions x (n, h) after the cached ones."""
+        lc, batch, n = self.llama, self._batch, x.shape[0]
+        if outputs != self._embeddings_on:
+            lc.llama_set_embeddings(self._ctx, outputs)
+            self._embeddings_on = outputs
+        ctypes.memmove(batch.embd, x.ctypes.data, x.nbytes)
+        batch.n_tokens = n
+        for i in range(n):
+            batch.pos[i] = self._length + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = outputs
+        status = lc.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status} at position {self._length}")
+        self._length += n
 
     def rebuild(self, kept: torch.Tensor, unchanged: int = 0) -> None:
         # The positions ahead of the first dropped one attended to nothing that was dropped: their
