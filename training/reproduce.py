@@ -136,9 +136,9 @@ def stage_config(name: str, recipe: Recipe, out: Path, steps: int, seed: int, de
 
 def make_stage(config):
     from training.stages.codec import CodecStage, CodecStageConfig
-    from training.stages.speech import SpeechStage
+    from training.stages.speech import frame_stage
 
-    return CodecStage(config) if isinstance(config, CodecStageConfig) else SpeechStage(config)
+    return CodecStage(config) if isinstance(config, CodecStageConfig) else frame_stage(config)
 
 
 def measure_step_seconds(config) -> float:

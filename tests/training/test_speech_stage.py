@@ -4,7 +4,7 @@ import numpy as np
 
 from michi_core.session.engine import DuplexSession
 from michi_core.model.model import MichiModel
-from training.stages.speech import SpeechStage, SpeechStageConfig, batch_to_michi
+from training.stages.speech import SpeechStageConfig, frame_stage, batch_to_michi
 from training.trainer import Trainer
 
 
@@ -16,7 +16,7 @@ def _config(out, corpus, **overrides):
 
 
 def test_the_batch_layout_matches_the_engine(cli_corpus, tmp_path):
-    stage = SpeechStage(_config(tmp_path / "s", cli_corpus.path, steps=1))
+    stage = frame_stage(_config(tmp_path / "s", cli_corpus.path, steps=1))
     stage.build(__import__("torch").device("cpu"))
     kind, frames = stage.batch(0, 0, 0, 1)
     batch = batch_to_michi(frames, stage.model, stage.device)
@@ -29,7 +29,7 @@ def test_the_batch_layout_matches_the_engine(cli_corpus, tmp_path):
 
 
 def test_speech_then_joint_lower_their_losses_and_export_a_model_the_engine_runs(cli_corpus, tmp_path):
-    speech = Trainer(SpeechStage(_config(tmp_path / "speech", cli_corpus.path, steps=30)))
+    speech = Trainer(frame_stage(_config(tmp_path / "speech", cli_corpus.path, steps=30)))
     history = [h for h in speech.fit() if "flow" in h]
     # On a frozen *random* tiny backbone the speak head learns fastest; text and listen follow slowly.
     for key, ratio in (("flow", 0.5), ("total", 0.95)):
@@ -37,7 +37,7 @@ def test_speech_then_joint_lower_their_losses_and_export_a_model_the_engine_runs
         assert last < ratio * first, f"speech {key}: {first:.3f} -> {last:.3f}"
     assert not any(p.requires_grad for p in speech.unwrapped("model").backbone.parameters()), "speech froze nothing"
 
-    joint = Trainer(SpeechStage(_config(tmp_path / "joint", cli_corpus.path, mode="joint", steps=8, lora_rank=4,
+    joint = Trainer(frame_stage(_config(tmp_path / "joint", cli_corpus.path, mode="joint", steps=8, lora_rank=4,
                                         init=str(tmp_path / "speech" / "export"))))
     joint.fit()
     exported = MichiModel.from_pretrained(tmp_path / "joint" / "export")

@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -29,13 +31,18 @@ from ..trainer import TrainConfig, step_generator
 
 log = logging.getLogger(__name__)
 
-MODES = ("speech", "joint", "duplex")
+
+
+class StageMode(StrEnum):
+    SPEECH = "speech"  # heads on a frozen backbone, one utterance per row
+    JOINT = "joint"  # end to end through LoRA, text-only batches mixed in
+    DUPLEX = "duplex"  # end to end through LoRA, two-channel dialogues
 
 
 @dataclass
 class SpeechStageConfig(TrainConfig):
     out_dir: str = "runs/speech"
-    mode: str = "speech"  # speech | joint | duplex
+    mode: StageMode = StageMode.SPEECH  # which of the three stages (a string in saved configs)
     preset: str = "small"
     data: str = ""  # a corpus directory built by `michi-train data`
     init: str = ""  # the previous stage's exported checkpoint (joint, duplex)
@@ -66,13 +73,25 @@ def batch_to_michi(frames: dict, model: MichiModel, device: torch.device) -> Mic
                        latent_mask=latent_mask, user_text=frames["text_user"].to(device))
 
 
-class SpeechStage:
+class FrameStage:
+    """What the three frame stages share: the model, the data, the step, evaluation, export.
+
+    A subclass says what it trains (`adapts_backbone`), on which items (`kinds`), whether
+    utterances are also heard on the user's channel (`hears_user`) and whether text-only batches
+    are mixed in (`mixes_text`).
+    """
+
+    mode: ClassVar[StageMode]
+    adapts_backbone: ClassVar[bool] = True  # LoRA on the backbone; False: the backbone is frozen
+    kinds: ClassVar[tuple[str, ...]] = ("utterance",)
+    hears_user: ClassVar[bool] = True
+    mixes_text: ClassVar[bool] = False
+
     def __init__(self, config: SpeechStageConfig):
-        assert config.mode in MODES, f"mode must be one of {MODES}"
         if not config.data:
             raise SystemExit("--data: give the corpus directory built by `michi-train data synth`")
         self.config = config
-        self.name = config.mode
+        self.name = str(self.mode)
 
     # -- model ----------------------------------------------------------------------------------------------
     def build(self, device: torch.device) -> dict[str, torch.nn.Module]:
@@ -87,12 +106,12 @@ class SpeechStage:
             else:
                 log.warning("no --codec given: training on an untrained codec's latents (tests only)")
         model.codec.requires_grad_(False)
-        if cfg.mode == "speech":
-            model.backbone.requires_grad_(False)
-        else:
+        if self.adapts_backbone:
             model.config.adapter = dataclasses.replace(model.config.adapter, rank=model.config.adapter.rank
                                                        or cfg.lora_rank)
             model.add_adapter()
+        else:
+            model.backbone.requires_grad_(False)
         self.model = model.to(device)
         self._build_data(model)
         return {"model": self.model}
@@ -101,15 +120,15 @@ class SpeechStage:
         from ..data.dataset import FrameDataset, TextDataset
 
         cfg, codec, tok = self.config, model.config.codec, model.tokenizer
-        kinds = ("dialogue",) if cfg.mode == "duplex" else ("utterance",)
+        kinds = self.kinds
         self.spoken = FrameDataset(cfg.data, tok, codec, "train", kinds, "model", cfg.max_frames, cfg.seed)
         self.heard = (FrameDataset(cfg.data, tok, codec, "train", kinds, "user", cfg.max_frames, cfg.seed)
-                      if cfg.mode != "duplex" else None)
+                      if self.hears_user else None)
         self.valid = FrameDataset(cfg.data, tok, codec, "valid", kinds, "model", cfg.max_frames, cfg.seed)
-        self.texts = TextDataset(cfg.data, tok, "train") if cfg.mode == "joint" else None
+        self.texts = TextDataset(cfg.data, tok, "train") if self.mixes_text else None
         if len(self.spoken) == 0:
             raise SystemExit(f"{cfg.data}: no aligned {'/'.join(kinds)} items in the train split")
-        log.info("%s stage: %d train items, %d valid", cfg.mode, len(self.spoken), len(self.valid))
+        log.info("%s stage: %d train items, %d valid", self.mode, len(self.spoken), len(self.valid))
 
     def optimizers(self, modules):
         params = [p for p in modules["model"].parameters() if p.requires_grad]
@@ -168,16 +187,49 @@ class SpeechStage:
 
     def export(self, directory: Path) -> None:
         self.model.save_pretrained(directory)
-        log.info("exported the %s-stage model to %s", self.config.mode, directory)
+        log.info("exported the %s-stage model to %s", self.mode, directory)
+
+
+class SpeechStage(FrameStage):
+    """Listen + speak heads on a frozen backbone; utterances spoken and heard."""
+
+    mode = StageMode.SPEECH
+    adapts_backbone = False
+
+
+class JointStage(FrameStage):
+    """End to end through LoRA, text-only batches mixed in to keep the backbone's language."""
+
+    mode = StageMode.JOINT
+    mixes_text = True
+
+
+class DuplexStage(FrameStage):
+    """End to end through LoRA on two-channel dialogues: listen while speaking, yield, backchannel."""
+
+    mode = StageMode.DUPLEX
+    kinds = ("dialogue",)
+    hears_user = False
+
+
+STAGES: dict[StageMode, type[FrameStage]] = {stage.mode: stage for stage in (SpeechStage, JointStage, DuplexStage)}
+
+
+def frame_stage(config: SpeechStageConfig) -> FrameStage:
+    """The stage class for `config.mode` (a StageMode or its string from a saved config)."""
+    try:
+        mode = StageMode(config.mode)
+    except ValueError:
+        raise SystemExit(f"unknown stage mode {config.mode!r}: one of {', '.join(StageMode)}") from None
+    config.mode = mode
+    return STAGES[mode](config)
 
 
 def add_speech_commands(subparsers) -> None:
     from ..trainer import add_config_arguments
 
-    for mode, text in (("speech", "listen + speak heads on a frozen backbone"),
-                       ("joint", "end to end with a LoRA backbone and text-only batches mixed in"),
-                       ("duplex", "two-channel dialogues: listen while speaking, yield, backchannel")):
-        p = subparsers.add_parser(mode, help=f"train the {mode} stage: {text}")
+    for mode, stage in STAGES.items():
+        p = subparsers.add_parser(str(mode), help=f"train the {mode} stage: {stage.__doc__.strip().rstrip('.')}")
         add_config_arguments(p, SpeechStageConfig)
         p.set_defaults(func=run_speech_command, stage_mode=mode)
 
@@ -189,5 +241,5 @@ def run_speech_command(args) -> int:
     config = config_from_arguments(SpeechStageConfig, args)
     if config.out_dir == SpeechStageConfig.out_dir:
         config.out_dir = f"runs/{config.mode}"
-    Trainer(SpeechStage(config)).fit(resume=args.resume)
+    Trainer(frame_stage(config)).fit(resume=args.resume)
     return 0
