@@ -114,3 +114,46 @@ def learning_curve(run_dir: str | Path, corpus: str | Path, codec_dir: str | Pat
         curve.append(point)
         curve_path.write_text(json.dumps(sorted(curve, key=lambda p: p["step"]), indent=1))
     return curve
+
+
+def say_ttfa(model, text: str = "Hello, how can I help?", repeats: int = 5, dtype: str = "auto",
+             threshold: float = 0.02) -> dict:
+    """Time to first audio of say() through the engine: from the call to the first returned frame whose
+    sound is speech (peak above `threshold`), stepping back to back (compute-bound), after a system
+    prompt. The frames before it are the text lead and the model's own wait; in a live call each of
+    them also takes a frame's time (80 ms) unless the compute is slower."""
+    import os
+
+    from michi_core.session.engine import DuplexSession, SamplingSettings
+
+    session = DuplexSession(model, SamplingSettings(seed=0), dtype=dtype)
+    silence = np.zeros(model.config.codec.frame_size, np.float32)
+    runs = []
+    for k in range(repeats + 1):
+        session.reset()
+        session.prefill_text("You are Michi, a helpful voice assistant.")
+        for _ in range(3):
+            session.step(silence)
+        start = time.perf_counter()
+        session.say(text)
+        step_ms = []
+        for frames in range(1, 40):
+            t = time.perf_counter()
+            result = session.step(silence)
+            step_ms.append(1000 * (time.perf_counter() - t))
+            if float(np.abs(result.audio).max()) > threshold:
+                break
+        if k:  # the first run warms up
+            runs.append({"compute_ms": 1000 * (time.perf_counter() - start), "frames": frames,
+                         "step_ms": step_ms})
+    frame_ms = model.config.codec.frame_ms
+    compute = sorted(r["compute_ms"] for r in runs)[len(runs) // 2]
+    frames = sorted(r["frames"] for r in runs)[len(runs) // 2]
+    step = sorted(s for r in runs for s in r["step_ms"])
+    return {"text": text, "repeats": repeats, "backbone_dtype": str(session.backbone_dtype),
+            "compute_ms_p50": compute, "frames_to_speech_p50": frames,
+            "step_ms_p50": step[len(step) // 2],
+            # live: every frame before the speech frame is paced at frame_ms (or its compute if slower)
+            "live_ttfa_ms_p50": (frames - 1) * max(frame_ms, step[len(step) // 2]) + step[len(step) // 2],
+            "codec_lookahead_ms": 1000 * model.codec.lookahead_seconds,
+            "load_average_1m": round(os.getloadavg()[0], 2), "threads": torch.get_num_threads()}

@@ -452,7 +452,7 @@ def add_speak_command(subparsers) -> None:
     p.set_defaults(func=run_speak_command)
     curve = subparsers.add_parser("speak-curve", help="say() WER of every saved checkpoint of a speak run "
                                                       "(the learning curve; run it again as training goes on)")
-    curve.add_argument("--run", required=True, metavar="DIR", help="the speak run's --out-dir")
+    curve.add_argument("--run", dest="run_dir", required=True, metavar="DIR", help="the speak run's --out-dir")
     curve.add_argument("--data", required=True, metavar="CORPUS", help="the voice corpus (held-out sentences)")
     curve.add_argument("--codec", required=True, metavar="DIR", help="the codec the run was trained for")
     curve.add_argument("--limit", type=int, default=12, help="held-out sentences per checkpoint")
@@ -461,7 +461,7 @@ def add_speak_command(subparsers) -> None:
     curve.set_defaults(func=run_curve_command)
     export = subparsers.add_parser("speak-export", help="a full model checkpoint (float16) from a speak run "
                                                         "and its codec: what ships in assets/checkpoints/<preset>")
-    export.add_argument("--run", required=True, metavar="DIR", help="the speak run's --out-dir")
+    export.add_argument("--run", dest="run_dir", required=True, metavar="DIR", help="the speak run's --out-dir")
     export.add_argument("--codec", required=True, metavar="DIR")
     export.add_argument("--out", required=True, metavar="DIR")
     export.add_argument("--step", type=int, help="this saved step instead of the export (the best of the curve)")
@@ -480,7 +480,7 @@ def run_speak_command(args) -> int:
 def run_curve_command(args) -> int:
     from training.eval.speak_eval import learning_curve
 
-    for point in learning_curve(args.run, args.data, args.codec, args.limit, args.whisper, every=args.every):
+    for point in learning_curve(args.run_dir, args.data, args.codec, args.limit, args.whisper, every=args.every):
         print(json.dumps({k: point[k] for k in ("step", "train_seconds", "wer")}))
     return 0
 
@@ -522,7 +522,7 @@ def assemble_checkpoint(speech_dir: str | Path, codec_dir: str | Path, out: str 
 
 
 def run_export_command(args) -> int:
-    run = Path(args.run)
+    run = Path(args.run_dir)
     weights = run / "checkpoints" / f"step_{args.step:08d}" / "speech.safetensors" if args.step else None
     source = run if weights else run / "export"
     print(assemble_checkpoint(source, args.codec, args.out, args.preset, weights))
