@@ -35,9 +35,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
 
-from michi_core.audio import load_audio  # noqa: E402
-from michi_core.session.bench import machine_info, percentile, results_dir  # noqa: E402
-from michi_core.session.hearing import HeardUtterance, HeardWord, Hearing, HearingSettings  # noqa: E402
+from michi_core.audio import load_audio
+from michi_core.session.bench import machine_info, percentile, results_dir
+from michi_core.session.hearing import HeardWord, Hearing, HearingSettings
 
 RATE = 24_000
 FRAME = 1920
@@ -124,6 +124,7 @@ def run_stream(session, audio: np.ndarray, hearing: Hearing | None) -> dict:
     if hearing is not None:
         hearing.reset()
     step_ms, late, heard, utterances = [], 0, [], []
+    fed_at = np.zeros(n)  # when each frame was handed over (its due time, or later when the step lags)
     started = time.perf_counter()
     for i in range(n):
         due = started + (i + 1) * FRAME_S  # the mic hands frame i over once it is complete
@@ -133,6 +134,7 @@ def run_stream(session, audio: np.ndarray, hearing: Hearing | None) -> dict:
         else:
             late += 1
         frame = audio[i * FRAME:(i + 1) * FRAME]
+        fed_at[i] = time.perf_counter() - started
         if hearing is not None:
             hearing.feed(frame)
             for item in hearing.poll():
@@ -145,11 +147,15 @@ def run_stream(session, audio: np.ndarray, hearing: Hearing | None) -> dict:
         for item in hearing.poll():
             now = time.perf_counter() - started
             (heard if isinstance(item, HeardWord) else utterances).append((now, item))
-    return {"step_ms": step_ms, "late_frames": late, "frames": n, "heard": heard, "utterances": utterances}
+    return {"step_ms": step_ms, "late_frames": late, "frames": n, "heard": heard, "utterances": utterances,
+            "fed_at": fed_at}
 
 
-def score(clips: list[Clip], words: list[tuple[int, float, str]], heard: list[tuple[float, HeardWord]]) -> dict:
-    """WER by kind, and the latency of every heard word matched to a spoken one."""
+def score(clips: list[Clip], words: list[tuple[int, float, str]], heard: list[tuple[float, HeardWord]],
+          fed_at: np.ndarray) -> dict:
+    """WER by kind, and the latency of every heard word matched to a spoken one: from the moment
+    the frame holding the word's end was handed over (its due time when the step keeps up) to the
+    frame step that polled the word."""
     import jiwer
 
     spoken = [(clip, end, w) for clip, end, word in words for w in comparable_words(word)]
@@ -158,7 +164,8 @@ def score(clips: list[Clip], words: list[tuple[int, float, str]], heard: list[tu
     latencies = []
     for tag, a0, a1, b0, b1 in matcher.get_opcodes():
         if tag == "equal" or (tag == "replace" and a1 - a0 == b1 - b0):
-            latencies += [said[b0 + k][0] - spoken[a0 + k][1] for k in range(a1 - a0)]
+            latencies += [said[b0 + k][0] - fed_at[min(int(spoken[a0 + k][1] / FRAME_S), len(fed_at) - 1)]
+                          for k in range(a1 - a0)]
     by_kind: dict[str, tuple[list[str], list[str]]] = {}
     for i, clip in enumerate(clips):
         # Each heard word goes to the clip whose time span holds its audio.
@@ -211,7 +218,7 @@ def main() -> None:
             run["step_ms"] = {"p50": round(percentile(result["step_ms"], 50), 2),
                               "p95": round(percentile(result["step_ms"], 95), 2)}
         if hearing is not None:
-            run.update(score(clips, words, result["heard"]))
+            run.update(score(clips, words, result["heard"], result["fed_at"]))
             run["passes"] = {"count": len(hearing.pass_seconds),
                              "p50_s": round(percentile(hearing.pass_seconds, 50), 3),
                              "p95_s": round(percentile(hearing.pass_seconds, 95), 3)}
@@ -222,7 +229,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in run.items() if k != "utterances"}))
     report = {
         "benchmark": "listen_bench",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(torch.device("cpu")) | {"load_average_1m_at_start": load_before},
         "settings": {"preset": None if args.no_step else args.preset, "step_threads": args.step_threads,
                      "recognizer_threads": args.recognizer_threads, "hearing": vars(HearingSettings()),

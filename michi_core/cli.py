@@ -76,6 +76,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from michi_core.model.model import load_model
     from michi_core.session.chat import AudioFrames, check_output, run_chat
     from michi_core.session.engine import SamplingSettings
+    from michi_core.session.hearing import HearingSettings
 
     # Everything that can be checked without the model is, before loading it and stepping it.
     check_output(args.output)
@@ -87,7 +88,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
                                 flow_steps=args.flow_steps)
     transcript = run_chat(model, args.input, args.output, system=args.system, say=args.say,
                           voice_path=args.voice, transcript_path=args.transcript, seed=args.seed,
-                          settings=settings, device=args.device, dtype=args.dtype)
+                          settings=settings, device=args.device, dtype=args.dtype,
+                          hearing=None if args.hearing == "off" else HearingSettings(model=args.hearing))
     print(f"wrote {clean(args.output)}: {transcript['output_frames']} frames "
           f"({transcript['output_frames'] * transcript['frame_seconds']:.2f} s); "
           f"step p50 {transcript['step_ms_p50']:.1f} ms, p95 {transcript['step_ms_p95']:.1f} ms")
@@ -190,6 +192,9 @@ def register(commands) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
                    help="backbone precision (auto: bf16 on CUDA and on CPUs with native bf16)")
+    p.add_argument("--hearing", default="base",
+                   help="the recognizer of the user's words: base, tiny.en, a CTranslate2 Whisper folder, "
+                        "or 'off' (the listen head's own text)")
     p.set_defaults(func=cmd_chat)
 
 

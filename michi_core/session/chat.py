@@ -18,6 +18,7 @@ import os
 import tempfile
 from array import array
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Self
@@ -30,6 +31,7 @@ import torch
 from michi_core.audio import AudioFileError
 from michi_core.model.model import MichiModel
 from michi_core.session.engine import DuplexSession, SamplingSettings, StepResult
+from michi_core.session.hearing import Hearing, HearingSettings
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,11 @@ class AudioFileWriter:
 def run_chat(model: MichiModel, input_path: str, output_path: str, system: str | None = None,
              say: str | None = None, voice_path: str | None = None, transcript_path: str | None = None,
              seed: int | None = None, settings: SamplingSettings | None = None, device: str = "cpu",
-             dtype: str | torch.dtype | None = torch.float32) -> dict:
+             dtype: str | torch.dtype | None = torch.float32, hearing: HearingSettings | None = None) -> dict:
     """Stream the input file through a session, writing the model's audio (and the transcript).
+
+    `hearing`: the recognizer that turns the user's speech into the words the model reads (and the
+    transcript's user side); None leaves the user's text to the listen head alone.
 
     Returns the transcript's summary: the frame counts, both sides' text and the step-time
     percentiles; the per-frame records ("model", "user", "steps") are in the transcript file.
@@ -143,6 +148,8 @@ def run_chat(model: MichiModel, input_path: str, output_path: str, system: str |
     settings = settings or SamplingSettings()
     settings.seed = seed if seed is not None else settings.seed
     session = DuplexSession(model, settings, device=device, dtype=dtype)
+    if hearing is not None:
+        session.attach_hearing(Hearing(hearing, sample_rate=sr, frame_size=fs))
     if voice_path:  # a recording's path, or a stored voice's id or name (`michi voices list`)
         from michi_core.stores.voices import (
             resolve_voice,  # voices builds on this module: import it only when used
@@ -157,7 +164,8 @@ def run_chat(model: MichiModel, input_path: str, output_path: str, system: str |
     frame_s = fs / sr
     total_ms = array("f")  # 4 bytes a frame: the percentiles need every step
     model_text, user_text = [], []
-    with AudioFileWriter(output_path, sr) as writer, _Spool(transcript_path is not None) as spool:
+    with (AudioFileWriter(output_path, sr) as writer, _Spool(transcript_path is not None) as spool,
+          closing(session)):
         for step in session.run(user):
             writer.write(step.audio)
             total_ms.append(step.timings.total_ms)
@@ -201,8 +209,12 @@ class _Spool:
             self._line("model", {"frame": step.frame_index, "time": step.frame_index * frame_s,
                                  "text": step.model_text})
         if step.user_text:
+            # With a recognizer, each word also says when it was spoken (audio seconds) and whether
+            # it came from two agreeing passes or the utterance's last one.
+            words = [{"text": w.text, "start": round(w.start_s, 3), "end": round(w.end_s, 3), "final": w.final}
+                     for w in step.user_words]
             self._line("user", {"frame": step.frame_index, "time": step.frame_index * frame_s,
-                                "text": step.user_text})
+                                "text": step.user_text, **({"words": words} if words else {})})
         self._line("steps", {"frame": step.frame_index, **asdict(step.timings)})
 
     def _line(self, name: str, record: dict) -> None:

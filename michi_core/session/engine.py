@@ -29,6 +29,7 @@ from michi_core.model.model import MichiModel
 from michi_core.model.phonemes import PhonemeTable
 from michi_core.model.speech import SPEECH_PREFIX, SpeechStream, plan_utterance
 from michi_core.model.streaming import StreamingState
+from michi_core.session.hearing import HeardUtterance, HeardWord, Hearing
 from michi_core.session.runner import BackboneRunner, make_runner
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,15 @@ class StageTimes:
 class StepResult:
     audio: np.ndarray  # (frame_size,) float32 at the codec's sample rate
     model_text: str  # text the model started in this frame ("" for none)
-    user_text: str  # text the listen head heard the user start in this frame
+    user_text: str  # the user's words that reached the session in this frame (see attach_hearing)
     model_token: int
-    user_token: int
+    user_token: int  # the user text token the backbone read in this frame (PAD for none)
     frame_index: int
     timings: StageTimes
     text_logits: torch.Tensor | None = None  # (V,) kept only with keep_debug=True
     flow_condition: torch.Tensor | None = None  # (h,) kept only with keep_debug=True
+    user_words: list[HeardWord] = field(default_factory=list)  # the recognizer's words in user_text
+    user_utterance: str = ""  # a whole utterance the recognizer finished in this frame (RAG's query)
 
 
 @dataclass
@@ -121,6 +124,7 @@ class SessionState:
     frame_index: int = 0
     forced: deque = field(default_factory=deque)  # say(): tokens still to speak
     pad_run: int = 0  # say(): PAD frames since the last forced word
+    user_tokens: deque = field(default_factory=deque)  # the user's recognized words as tokens, not yet read
     # With a speech stack (model.speech): the utterance being said, texts waiting their turn, and the
     # backbone's state at the latest text token written (what the stack reads, as in training).
     speech: SpeechStream | None = None
@@ -159,11 +163,13 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch
 class DuplexSession:
     def __init__(self, model: MichiModel, settings: SamplingSettings | None = None,
                  device: str | torch.device = "cpu", dtype: str | torch.dtype | None = torch.float32,
-                 keep_debug: bool = False, backbone_runner: str | BackboneRunner = "auto"):
+                 keep_debug: bool = False, backbone_runner: str | BackboneRunner = "auto",
+                 hearing: Hearing | None = None):
         """`dtype` is the backbone's precision (the heads and codec stay fp32): fp32 by default,
         "auto" for the fastest measured-safe choice on this device (see fastest_dtype).
         `backbone_runner`: "auto" (llama.cpp on CPU when it runs exactly this backbone, see
-        runner.make_runner), "torch" or "llama.cpp"."""
+        runner.make_runner), "torch" or "llama.cpp". `hearing`: the recognizer of the user's words
+        (see attach_hearing); None leaves the user's text to the listen head."""
         self.settings = settings or SamplingSettings()
         self.device = torch.device(device)
         self.dtype = torch.float32  # of everything but the backbone
@@ -179,7 +185,10 @@ class DuplexSession:
         self.max_positions = self.config.backbone.max_positions
         self._sync = self.device.type == "cuda"
         self.runner = make_runner(self.model, self.device, backbone_runner)
+        self.hearing: Hearing | None = None
         self.reset()
+        if hearing is not None:
+            self.attach_hearing(hearing)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -202,6 +211,27 @@ class DuplexSession:
             model_decoder=_IncrementalDecoder(self.tokenizer),
             user_decoder=_IncrementalDecoder(self.tokenizer),
         )
+        if self.hearing is not None:
+            self.hearing.reset()
+
+    def attach_hearing(self, hearing: Hearing) -> None:
+        """Hear the user's words with a recognizer (michi_core/session/hearing.py) from now on.
+
+        Every frame goes to it, and the words it finds, whenever they come, enter the backbone as
+        user text tokens at the next frame positions, one token per frame summed into the frame's
+        input through the text embedding (the listen embedding stays). The step never waits for it.
+        """
+        assert (hearing.sample_rate, hearing.frame_size) == (self.config.codec.sample_rate, self.frame_size), (
+            f"the hearing takes {hearing.frame_size}-sample frames at {hearing.sample_rate} Hz, the model "
+            f"{self.frame_size} at {self.config.codec.sample_rate} Hz"
+        )
+        self.hearing = hearing.start()
+        self.hearing.reset()
+
+    def close(self) -> None:
+        """Stop the recognizer's thread (the session itself holds no other resource)."""
+        if self.hearing is not None:
+            self.hearing.stop()
 
     @property
     def context(self) -> _Context:
@@ -288,16 +318,20 @@ class DuplexSession:
         frame_rate = self.config.codec.frame_rate
         settle_frames = int(settle_seconds * frame_rate)
         max_tail = int(max_tail_seconds * frame_rate)
-        quiet = 0  # frames since the model last had forced text to say
+        quiet = 0  # frames since the model last had forced text to say (or user words to read)
         for frame in user_frames:
             yield self.step(frame)
             quiet = 0 if self.is_saying else quiet + 1
         silence = np.zeros(self.frame_size, np.float32)
         for _ in range(max_tail):
-            if quiet >= settle_frames and not self.is_saying:
+            if quiet >= settle_frames and not self.is_saying and not self._hearing_busy():
                 return
             yield self.step(silence)
-            quiet = 0 if self.is_saying else quiet + 1
+            quiet = 0 if self.is_saying or self._hearing_busy() else quiet + 1
+
+    def _hearing_busy(self) -> bool:
+        """The recognizer may still deliver words of what the user said, or some wait for a frame."""
+        return self.hearing is not None and (self.hearing.busy or bool(self.state.user_tokens))
 
     # -- the frame step -----------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -315,14 +349,18 @@ class DuplexSession:
             f"step() takes one frame of {self.frame_size} samples, got {frame.shape[1]}"
         )
         model, state = self.model, self.state
+        words, utterance = self._hear(frame)
         if model.speech is not None:
-            return self._speech_step(frame, start, force_text, force_latent)
+            return self._speech_step(frame, start, force_text, force_latent, words, utterance)
         with model.using(state.streams):
             heard = model.hear(frame)
+            user_token = state.user_tokens.popleft() if state.user_tokens else self.pad_id
             t_listen = self._now()
 
             prev_text = torch.tensor([[state.prev_text]], device=self.device)
             inputs = model.embed_frames(prev_text, state.prev_latent, heard.embed)  # (1, 1, h)
+            if user_token != self.pad_id:  # the user's word as text: "text embeddings are information-dense"
+                inputs = inputs + model.embed_text(torch.tensor([[user_token]], device=self.device))
             hidden = self._append(inputs[0], pinned=False)[:, -1]  # (1, h)
             if force_text is not None:
                 token, logits = force_text, model.text_logits(hidden)[0] if self.keep_debug else None
@@ -347,17 +385,35 @@ class DuplexSession:
         return StepResult(
             audio=spoken.audio.float().cpu().numpy(),
             model_text=self._text_of(token, state.model_decoder),
-            user_text=self._text_of(heard.token, state.user_decoder),
+            user_text=("".join(" " + w.text for w in words) if self.hearing is not None
+                       else self._text_of(heard.token, state.user_decoder)),
             model_token=token,
-            user_token=heard.token,
+            user_token=user_token if self.hearing is not None else heard.token,
             frame_index=state.frame_index - 1,
             timings=times,
             text_logits=logits.cpu() if self.keep_debug else None,
             flow_condition=spoken.condition[0].float().cpu() if self.keep_debug else None,
+            user_words=words,
+            user_utterance=utterance,
         )
 
+    def _hear(self, frame: torch.Tensor) -> tuple[list[HeardWord], str]:
+        """Hand the frame to the recognizer (a copy into its queue) and take the words it found
+        since the last frame; their tokens queue up for the next frame positions."""
+        if self.hearing is None:
+            return [], ""
+        self.hearing.feed(frame[0].float().cpu().numpy())
+        words, utterance = [], ""
+        for item in self.hearing.poll():
+            if isinstance(item, HeardWord):
+                words.append(item)
+                self.state.user_tokens.extend(self.tokenizer.encode(" " + item.text))
+            elif isinstance(item, HeardUtterance):
+                utterance = item.text
+        return words, utterance
+
     def _speech_step(self, frame: torch.Tensor, start: float, force_text: int | None,
-                     force_latent: torch.Tensor | None) -> StepResult:
+                     force_latent: torch.Tensor | None, words: list[HeardWord], utterance: str) -> StepResult:
         """step() of a model with a speech stack: the stack decides whether the next word enters the
         text stream and says this frame; the backbone reads each text token as it is written (a text
         position), and its state at the latest one is what the stack reads next frame, as in training.
@@ -366,6 +422,10 @@ class DuplexSession:
         times = StageTimes()
         with model.using(state.streams):
             heard = model.hear(frame)
+            if state.user_tokens:  # no frame positions in this layout: the user's words are text positions
+                self._append(model.embed_text(torch.tensor([list(state.user_tokens)], device=self.device))[0],
+                             pinned=False)
+                state.user_tokens.clear()
             t_listen = self._now()
             if (state.speech is None or state.speech.finished) and state.speech_queue:
                 if self.context.length == 0:  # training read the words after this prefix
@@ -406,11 +466,14 @@ class DuplexSession:
         return StepResult(
             audio=spoken.audio.float().cpu().numpy(),
             model_text=self._text_of(token, state.model_decoder),
-            user_text=self._text_of(heard.token, state.user_decoder),
+            user_text=("".join(" " + w.text for w in words) if self.hearing is not None
+                       else self._text_of(heard.token, state.user_decoder)),
             model_token=token,
             user_token=heard.token,
             frame_index=state.frame_index - 1,
             timings=times,
+            user_words=words,
+            user_utterance=utterance,
         )
 
     # -- internals --------------------------------------------------------------------------------------------

@@ -11,13 +11,14 @@ with good accuracy ships its weights offline, so Whisper is streamed the usual w
    unheard (a cough, a click), and Whisper never runs on audio the VAD calls silence.
 2. **Passes while the user speaks.** Every `pass_every_s` of new speech the whole utterance so
    far is decoded again (greedy, word timestamps). A word is committed once two successive passes
-   agree on it (LocalAgreement-2: the longest common prefix of the uncommitted words); a word at
-   the moving edge of the audio is the one Whisper still changes its mind about. Whisper's encoder
+   agree on it (LocalAgreement-2: the longest common prefix of the uncommitted words) and it ends
+   `edge_s` before the decoded audio does: a word at the moving edge of the audio is the one
+   Whisper still changes its mind about, and two passes can agree on the same wrong guess. Whisper's encoder
    always runs on a 30 s window, most of it padding for an utterance of a few seconds; here it
-   sees `window_s` (10 s) or the utterance plus 1 s, whichever is longer (whisper.cpp's
-   `audio_ctx`): measured 3-4x cheaper per pass, with the same words on real and synthetic
-   speech as the full window (listen_bench.py; a 3 s window made base write "Gregs in" for
-   "Gregson" and tiny.en loop).
+   sees `window_s` (15 s) or the utterance plus 1 s, whichever is longer (whisper.cpp's
+   `audio_ctx`): ~2x cheaper per pass (10 s: 3x), with the same words on real and synthetic
+   speech as the full window. Shorter is worse: base wrote "gregs in" for the real recording's
+   "Gregson" in 1 of 15 paddings at 10 s (0 at 15, 20, 30 s), and a 3 s window made tiny.en loop.
 3. **Final pass.** When the utterance closes it is decoded once more and every word not yet
    committed is committed, then the utterance's whole text is reported (RAG's query).
 4. **No invented words.** Besides the VAD gate, a segment is dropped when Whisper itself doubts
@@ -70,14 +71,16 @@ class HearingSettings:
     min_speech_s: float = 0.25  # voiced time below which an utterance is dropped unheard
     pre_roll_s: float = 0.25  # audio kept before the VAD fires: word onsets are quiet
     first_pass_s: float = 0.8  # no partial pass on less audio: Whisper guesses at half words
-    pass_every_s: float = 0.5  # new audio between partial passes (each costs a whole 30 s window)
+    pass_every_s: float = 0.5  # new audio between partial passes
+    edge_s: float = 0.8  # a partial pass commits no word ending this close to its audio's end: with
+    # less right context base heard "in" for "and" and "Greg's in" for "Gregson" (ARCTIC), twice in a row
     max_utterance_s: float = 25.0  # Whisper's window is 30 s: longer speech is closed here
     logprob_min: float = -1.0  # segments Whisper is less sure of are dropped (noise, another language)
     no_speech_max: float = 0.6  # and a segment Whisper calls likely non-speech...
     confident_logprob: float = -0.5  # ...counts only if it is this sure of the words
     compression_max: float = 2.4  # gzip ratio above which a segment is a repetition loop
     language_min: float = 0.5  # a multilingual model this sure of another language: no words
-    window_s: float = 10.0  # encoder window for short utterances (30 = Whisper's own, see above)
+    window_s: float = 15.0  # encoder window for short utterances (30 = Whisper's own, see above)
     restart_after_s: float = 1.0  # wait before reloading a recognizer that raised
 
 
@@ -327,7 +330,7 @@ class Hearing:
         while not self._stop.is_set():
             try:
                 self._serve()
-            except Exception:  # noqa: BLE001 - the recognizer's failure must never end the call
+            except Exception:  # the recognizer's failure must never end the call
                 self.restarts += 1
                 log.exception("hearing failed: starting over in %.1f s (restart %d)",
                               self.settings.restart_after_s, self.restarts)
@@ -430,8 +433,9 @@ class Hearing:
         if final:
             agreed = len(fresh)
         else:
+            edge = u.last_pass / WHISPER_RATE - self.settings.edge_s  # where this pass's audio ends, less a margin
             agreed = 0
-            while (agreed < min(len(fresh), len(u.pending))
+            while (agreed < min(len(fresh), len(u.pending)) and fresh[agreed].end_s <= edge
                    and comparable(fresh[agreed].text) == comparable(u.pending[agreed].text)):
                 agreed += 1
         known = self._known_frame()

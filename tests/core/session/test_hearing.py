@@ -7,6 +7,7 @@ voice) and a piper sentence."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 import numpy as np
@@ -190,3 +191,113 @@ def test_a_recognizer_that_raises_restarts_and_the_next_utterance_is_heard(arcti
         assert word_errors(ARCTIC_TEXT, words_of(items)) <= 0.1
     finally:
         hearing.stop()
+
+
+# -- in the session: the words reach the backbone, and the step never waits -----------------------------
+@pytest.fixture
+def tiny_session_model(one_torch_thread):
+    import torch
+
+    from michi_core.model.config import tiny
+    from michi_core.model.model import MichiModel
+
+    torch.manual_seed(0)
+    return MichiModel(tiny()).eval()
+
+
+def test_the_session_reads_the_heard_words_as_text_from_the_frame_they_arrive(tiny_session_model, hearing,
+                                                                             arctic):
+    from michi_core.session.engine import DuplexSession, SamplingSettings
+
+    frames = frames_of(silence(0.3), arctic, silence(0.5))
+    settings = SamplingSettings(seed=1, text_temperature=0)
+    session = DuplexSession(tiny_session_model, settings, keep_debug=True, hearing=hearing)
+    steps = list(session.run(frames))  # goes on stepping (silence) until the last word is read
+    deaf = DuplexSession(tiny_session_model, settings, keep_debug=True)
+    plain = [deaf.step(frame) for frame in (frames + [silence(FRAME_S)] * len(steps))[:len(steps)]]
+    words = [w for step in steps for w in step.user_words]
+    assert word_errors(ARCTIC_TEXT, words) <= 0.1, f"the session got {[w.text for w in words]}"
+    assert "".join(step.user_text for step in steps).split() == [w.text for w in words]
+    fed = [step.user_token for step in steps if step.user_token != tiny_session_model.tokenizer.pad_id]
+    assert tiny_session_model.tokenizer.decode(fed) == "".join(" " + w.text for w in words), (
+        "every token of every heard word is read by the backbone, in order")
+    first = next(i for i, step in enumerate(steps) if step.user_token != tiny_session_model.tokenizer.pad_id)
+    assert all(a.text_logits.equal(b.text_logits) for a, b in zip(plain[:first], steps[:first])), (
+        "before the first word arrives the session computes exactly what a session without hearing does")
+    assert not plain[first].text_logits.equal(steps[first].text_logits), "the backbone read the word"
+    assert any(step.user_utterance == " ".join(w.text for w in words) for step in steps)
+    session.hearing = None  # the module's hearing lives on for the other tests
+
+
+class _Slow:
+    """A recognizer whose passes take 3 s; it says when its first pass is running."""
+
+    def __init__(self):
+        self.running = threading.Event()
+        self.done = threading.Event()
+
+    def transcribe(self, audio):
+        self.running.set()
+        time.sleep(3.0)
+        self.done.set()
+        return []
+
+
+class _AlwaysRaising:
+    def transcribe(self, audio):
+        raise RuntimeError("recognizer crashed (test)")
+
+
+def test_the_step_never_waits_for_the_recognizer(tiny_session_model, arctic):
+    from michi_core.session.engine import DuplexSession
+
+    slow = _Slow()
+    session = DuplexSession(tiny_session_model, hearing=Hearing(HearingSettings(), recognizer_factory=lambda _: slow))
+    try:
+        frames = iter(frames_of(silence(0.3), arctic))
+        deadline = time.perf_counter() + 60
+        while not slow.running.is_set() and time.perf_counter() < deadline:
+            session.step(next(frames, silence(FRAME_S)))
+        assert slow.running.is_set(), "the recognizer never got a pass to run"
+        during = 0
+        while not slow.done.is_set():
+            session.step(next(frames, silence(FRAME_S)))
+            during += 1
+        assert during >= 5, f"only {during} steps ran during a 3 s recognizer pass: the step waited for it"
+    finally:
+        session.close()
+
+
+def test_a_recognizer_that_always_raises_never_stops_the_call(tiny_session_model, arctic):
+    from michi_core.session.engine import DuplexSession
+
+    broken = Hearing(HearingSettings(restart_after_s=0.05), recognizer_factory=lambda settings: _AlwaysRaising())
+    session = DuplexSession(tiny_session_model, hearing=broken)
+    try:
+        frames = frames_of(silence(0.3), arctic, silence(1.0), arctic, silence(1.0))
+        steps = list(session.run(frames))
+        assert len(steps) >= len(frames) and all(len(step.audio) == FRAME for step in steps)
+        assert broken.restarts >= 2, "each utterance's failure restarts the hearing"
+        assert all(step.user_text == "" for step in steps), "a failing recognizer invents nothing"
+    finally:
+        session.close()
+
+
+def test_michi_chat_transcript_has_the_users_words_from_a_real_recording(tmp_path, arctic):
+    """`michi chat --input clip.wav --transcript t.json`: the user side is the recognizer's words."""
+    import json
+
+    from michi_core.audio import save_audio
+    from michi_core.cli import main
+
+    clip = tmp_path / "arctic.wav"
+    save_audio(clip, np.concatenate([silence(0.5), arctic, silence(0.5)]), RATE)
+    transcript = tmp_path / "t.json"
+    assert main(["chat", "--preset", "tiny", "--input", str(clip), "--output", str(tmp_path / "reply.wav"),
+                 "--transcript", str(transcript), "--seed", "0"]) == 0
+    data = json.loads(transcript.read_text())
+    words = [w for entry in data["user"] for w in entry["words"]]
+    heard = [HeardWord(w["text"], w["start"], w["end"], 0, w["final"], 0) for w in words]
+    assert word_errors(ARCTIC_TEXT, heard) <= 0.1, f"the transcript's user side: {data['user_text']!r}"
+    assert data["user_text"].split() == [w["text"] for w in words]
+    assert all(entry["frame"] * FRAME_S >= entry["words"][-1]["end"] - 0.15 for entry in data["user"])
