@@ -51,6 +51,7 @@ from app.worker import CallSetup, CallSummary, InferenceWorker, LiveUpdate
 from michi_core.stores.conversations import ConversationStore, SourceRef
 from michi_core.stores.database import StoreError
 from michi_core.model.model import MichiModel, load_model
+from michi_core.session.hearing import HearingSettings
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,9 @@ class MainWindow(QMainWindow):
                           sampling=preferences.sampling(), system_prompt=preferences.system_prompt,
                           compute_device=loaded.compute_device, store_path=self.store_path,
                           voice_id=self.voices_panel.chosen_voice_id,
-                          open_context=functools.partial(open_documents_for_call, self.store_path))
+                          open_context=functools.partial(open_documents_for_call, self.store_path),
+                          hearing=HearingSettings(device="cuda" if loaded.compute_device.startswith("cuda")
+                                                  else "cpu"))
         self.worker = InferenceWorker(setup)
         self.worker.set_muted(self.control.muted)
         self.worker.call_started.connect(self._on_call_started)

@@ -37,6 +37,7 @@ from app.transcript import Transcript
 from michi_core.audio import float_to_int16, int16_to_float
 from michi_core.stores.conversations import ConversationStore, Turn
 from michi_core.session.engine import DuplexSession, SamplingSettings
+from michi_core.session.hearing import Hearing, HearingSettings
 from michi_core.model.model import MichiModel
 from michi_core.stores.rag.injector import ContextInjector
 
@@ -98,6 +99,7 @@ class CallSetup:
     store_path: Path | None = None  # None: Michi's database
     save: bool = True
     voice_id: int | None = None  # a stored voice to speak with (None: the model's own voice)
+    hearing: HearingSettings | None = None  # the recognizer of the user's words (None: the listen head's text)
     # Builds the call's document retrieval in the worker thread (SQLite connections belong to the
     # thread that opens them); None or returning None: the call consults no documents.
     open_context: Callable[[MichiModel], ContextInjector | None] | None = None
@@ -195,7 +197,15 @@ class ConversationLoop:
         play_at = self._queue_playback(result.audio)
         produced_at = time.monotonic()
 
-        self.transcript.add_user_text(result.frame_index, result.user_text)
+        if result.user_words:  # the recognizer's words, each in the turn it was spoken in
+            for word in result.user_words:
+                spoken = int(word.start_s * self.sample_rate / self.frame_size)
+                self.transcript.add_user_text(result.frame_index, " " + word.text, spoken_frame=spoken)
+        else:
+            self.transcript.add_user_text(result.frame_index, result.user_text)
+        if result.user_utterance:
+            # The recognizer finished an utterance: give the model what the documents say about it.
+            self._inject(result.user_utterance)
         self.transcript.add_assistant_text(result.frame_index, result.model_text, play_at)
         self.latency.record_step(step_ms)
         if rms(result.audio) > SPEECH_RMS:
@@ -259,8 +269,10 @@ class ConversationLoop:
             ended = self.vad.speech_ended_at if self.vad.speech_ended_at is not None else fed
             self.latency.speech_ended(self._wall_time_of(ended), after_frame=ended // self.frame_size,
                                       recent=list(self._recent_voiced))
-            # The utterance is over: before the model answers, give it what the documents say.
-            self._inject(self.transcript.user_text_since(self._utterance_start_frame))
+            # The utterance is over: before the model answers, give it what the documents say. With a
+            # recognizer this waits for its last pass instead (result.user_utterance in step_once).
+            if self.session.hearing is None:
+                self._inject(self.transcript.user_text_since(self._utterance_start_frame))
 
     def _wall_time_of(self, position: int) -> float:
         """When the sample at `position` (the VAD's timeline) reached the mic: dated from the
@@ -419,6 +431,9 @@ class InferenceWorker(QObject):
             devices = setup.open_devices()
             self.audio = devices.audio
             session = DuplexSession(setup.model, setup.sampling, device=setup.compute_device)
+            if setup.hearing is not None:  # Whisper loads in the hearing's own thread: no wait here
+                session.attach_hearing(Hearing(setup.hearing, sample_rate=setup.model.config.codec.sample_rate,
+                                               frame_size=setup.model.config.codec.frame_size))
             if setup.system_prompt:
                 session.prefill_text(setup.system_prompt)
             if setup.voice_id is not None:
@@ -497,6 +512,8 @@ class InferenceWorker(QObject):
             if close is not None:
                 close()
             self._injector = None
+        if loop is not None:
+            loop.session.close()  # the recognizer's thread
         conversation_id = self._save(loop, started_at) if loop is not None and self.setup.save else None
         summary = self._summary(loop, conversation_id, error)
         summary.save_error = self._save_error
