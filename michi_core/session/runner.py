@@ -129,6 +129,9 @@ class LlamaCppRunner:
         self.path = Path(gguf_path)
         mparams = lc.llama_model_default_params()
         mparams.use_mmap = True
+        # No extra CPU buffer types: llama.cpp's AMX matmul (batches of > 1 position on a CPU that lists
+        # amx_int8) crashed with a segfault on this project's Xeon VMs; the AVX-512 kernels are used.
+        mparams.use_extra_bufts = False
         self._model = lc.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self._model:
             raise RuntimeError(f"llama.cpp could not load {self.path}")
