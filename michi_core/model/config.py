@@ -55,10 +55,11 @@ class CodecConfig:
     resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
     # Look-ahead of the non-causal V1 (VocoderLookahead): future taps kept by its input conv (mel frames),
     # residual blocks (per upsampling stage, steps of its rate; 25 keeps them all) and output conv (samples).
-    # Their sum is the latency it adds: 145 ms with every tap; 48 ms with these (the first stage's residual
-    # blocks causal, 2 mel frames into the input conv), which measured as intelligible as every tap.
-    lookahead_pre: int = 2
-    lookahead_resblock: tuple[int, ...] = (0, 25, 25, 25)
+    # Their sum is the latency it adds: 145 ms with every tap; 47 ms with these (input conv causal, the
+    # first stage's residual blocks 3 steps ahead), as intelligible as every tap on real speech and the
+    # best voice of the <= 50 ms choices measured (docs/TRAINING.md).
+    lookahead_pre: int = 0
+    lookahead_resblock: tuple[int, ...] = (3, 25, 25, 25)
     lookahead_post: int = 3
 
     def __post_init__(self) -> None:

