@@ -161,7 +161,8 @@ def test_the_wheel_is_never_imported():
 
 def test_the_codec_delay_is_where_the_sound_comes_back(one_torch_thread):
     """wave -> mel -> V1 -> 24 kHz lags the wave by delay_seconds (analysis window, look-ahead,
-    resamplers): clicks come back there, within 3 ms (V1 itself puts a click ~2 ms early)."""
+    resamplers): clicks come back there, within 6 ms (V1 itself puts a click ~2 ms early with every tap;
+    the layers that read their unseen inputs as the latest one move it ~5 ms later)."""
     from michi_core.model.codec import Codec
     from michi_core.model.config import small
 
@@ -173,4 +174,4 @@ def test_the_codec_delay_is_where_the_sound_comes_back(one_torch_thread):
     envelope = F.avg_pool1d(out.abs()[None, None], 48, 1)[0, 0]  # index i averages [i, i + 48)
     lag = int(envelope[7200:12000].argmax()) + 24  # the click at 7200 comes back within 200 ms
     expected = codec.delay_seconds * 24_000
-    assert abs(lag - expected) < 0.003 * 24_000, (lag, expected)
+    assert abs(lag - expected) < 0.006 * 24_000, (lag, expected)
