@@ -43,6 +43,7 @@ from michi_core.stores.rag import (
     default_embedder,
     expand_paths,
 )
+from michi_core.stores.database import StoreError
 from michi_core.stores.rag.ingest import CANCELLED, DUPLICATE
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,11 @@ class DocumentsPanel(QWidget):
         for item in self.documents.selectedItems():
             document_id = item.data(TITLE, DOCUMENT_ID)
             if document_id is not None:
-                self.store.remove(document_id)
+                try:
+                    self.store.remove(document_id)
+                except StoreError as error:  # a read-only or damaged database: say so, change nothing
+                    self.status.setText(f"Could not remove {item.text(TITLE)}: {error}")
+                    break
             elif item.data(TITLE, PENDING_PATH) is None:  # a finished file that was never stored
                 self.documents.takeTopLevelItem(self.documents.indexOfTopLevelItem(item))
         self.reload()
@@ -241,7 +246,11 @@ class DocumentsPanel(QWidget):
     def _on_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
         document_id = item.data(TITLE, DOCUMENT_ID)
         if column == TITLE and document_id is not None:
-            self.store.set_enabled(document_id, item.checkState(TITLE) == Qt.CheckState.Checked)
+            try:
+                self.store.set_enabled(document_id, item.checkState(TITLE) == Qt.CheckState.Checked)
+            except StoreError as error:
+                self.status.setText(f"Could not change {item.text(TITLE)}: {error}")
+                QTimer.singleShot(0, self.reload)  # put the check box back as the store has it
 
     def _choose_files(self) -> None:
         pattern = " ".join(f"*{suffix}" for suffix in SUPPORTED_SUFFIXES)

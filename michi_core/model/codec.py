@@ -172,8 +172,11 @@ class Codec(StreamingModule):
         return self.encode_mel(self.mel(wave))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents (b, n, d) -> wave (b, n * frame_size), `delay_seconds` behind the encoded audio."""
-        return self.vocode(self.decode_mel(latents))
+        """latents (b, n, d) -> wave (b, n * frame_size) in [-1, 1], `delay_seconds` behind the encoded audio.
+
+        The vocoder ends in tanh, but resampling 22.4 -> 24 kHz can overshoot full scale by a few
+        percent: the clamp keeps what the speaker plays equal to what a 16-bit recording of it holds."""
+        return self.vocode(self.decode_mel(latents)).clamp(-1.0, 1.0)
 
     def forward(self, mel: torch.Tensor, generator: torch.Generator | None = None):
         """Autoencode log-mel for training: returns (reconstructed log-mel, posterior)."""

@@ -128,3 +128,39 @@ def test_closing_mid_ingest_returns_at_once_and_the_worker_stops(qtbot, tmp_path
     qtbot.wait_until(lambda: not running_threads(), timeout=20_000)  # the threads end by themselves, quickly
     with DocumentStore(tmp_path / "michi.sqlite3") as store:
         assert store.documents() == [], "the abandoned file left nothing half-written"
+
+
+def test_a_read_only_database_keeps_its_documents_and_the_panel_says_why(qtbot, tmp_path, monkeypatch):
+    """Remove and disable on a store that cannot be written: a message, the rows as they were, no
+    exception escaping a Qt slot."""
+    import os
+
+    from michi_core.stores import database
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with DocumentStore(folder / "michi.sqlite3") as store:
+        from michi_core.stores.rag import Ingestor
+
+        Ingestor(store, default_embedder()).ingest([CORPUS / "sourdough.txt"])
+    monkeypatch.setattr(database, "_checked", {})
+    real_access = os.access
+    monkeypatch.setattr(database.os, "access",  # root ignores mode bits: what a user's check would see
+                        lambda path, mode, **kw: False if mode & os.W_OK else real_access(path, mode, **kw))
+    folder.chmod(0o500)
+    try:
+        panel = DocumentsPanel(folder / "michi.sqlite3", default_embedder())
+        qtbot.addWidget(panel)
+        panel.show()
+        item = item_for(panel, "sourdough.txt")
+        item.setSelected(True)
+        panel.remove_selected()
+        assert "Could not remove sourdough.txt" in panel.status.text()
+        assert "sourdough.txt" in rows(panel), "the document is still there"
+        item_for(panel, "sourdough.txt").setCheckState(TITLE, Qt.CheckState.Unchecked)
+        assert "Could not change sourdough.txt" in panel.status.text()
+        qtbot.wait_until(lambda: item_for(panel, "sourdough.txt").checkState(TITLE) == Qt.CheckState.Checked)
+        panel.shutdown()
+        qtbot.wait_until(lambda: not running_threads(), timeout=20_000)
+    finally:
+        folder.chmod(0o700)
