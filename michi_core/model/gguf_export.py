@@ -67,9 +67,7 @@ def write_gguf(backbone, path: str | Path, file_type: str = "f32") -> Path:
         data = tensor.detach().to("cpu", torch.float32).numpy()
         if data.ndim == 1 or file_type == "f32":
             writer.add_tensor(name, np.ascontiguousarray(data))
-        elif file_type == "f16":
-            writer.add_tensor(name, data.astype(np.float16))
-        elif data.shape[-1] % 32:  # Q8_0 blocks are 32 wide
+        elif file_type == "f16" or data.shape[-1] % 32:  # Q8_0 blocks are 32 wide: F16 otherwise
             writer.add_tensor(name, data.astype(np.float16))
         else:
             q = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
