@@ -11,6 +11,7 @@ run: setup
 	$(VENV)/bin/michi
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 setup: system-deps $(STAMP)

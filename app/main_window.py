@@ -48,10 +48,10 @@ from app.widgets.settings_panel import SettingsPanel
 from app.widgets.transcript_view import TranscriptView
 from app.widgets.voices_panel import VoicesPanel
 from app.worker import CallSetup, CallSummary, InferenceWorker, LiveUpdate
-from michi_core.stores.conversations import ConversationStore, SourceRef
-from michi_core.stores.database import StoreError
 from michi_core.model.model import MichiModel, load_model
 from michi_core.session.hearing import HearingSettings
+from michi_core.stores.conversations import ConversationStore, SourceRef
+from michi_core.stores.database import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PySide6.QtCore import QObject, QThread, Signal
 
-from michi_core.session.engine import DuplexSession
 from michi_core.model.model import DEFAULT_CHECKPOINT, CheckpointError, MichiModel, load_model
+from michi_core.session.engine import DuplexSession
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +35,10 @@ from app.call_devices import CallDevices
 from app.latency import LatencyMonitor, LatencySnapshot, VoicedFrame, percentile
 from app.transcript import Transcript
 from michi_core.audio import float_to_int16, int16_to_float
-from michi_core.stores.conversations import ConversationStore, Turn
+from michi_core.model.model import MichiModel
 from michi_core.session.engine import DuplexSession, SamplingSettings
 from michi_core.session.hearing import Hearing, HearingSettings
-from michi_core.model.model import MichiModel
+from michi_core.stores.conversations import ConversationStore, Turn
 from michi_core.stores.rag.injector import ContextInjector
 
 log = logging.getLogger(__name__)
@@ -426,7 +426,7 @@ class InferenceWorker(QObject):
     def start(self) -> None:
         """Runs in the worker thread (connected to QThread.started) until stop()."""
         setup = self.setup
-        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             devices = setup.open_devices()
             self.audio = devices.audio
@@ -536,7 +536,7 @@ class InferenceWorker(QObject):
         try:
             with ConversationStore(self.setup.store_path) as store:
                 return store.save(
-                    started_at=started_at, ended_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    started_at=started_at, ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     model=self.setup.model_name, sample_rate=loop.sample_rate, user_audio=user,
                     assistant_audio=assistant, turns=loop.heard_turns(),
                 )

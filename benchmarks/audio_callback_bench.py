@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> dict:
     block_ms = 1000 * audio._blocksize / audio.device_rate
     return {
         "benchmark": "audio_callback",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "backend": "fake (VirtualSoundDevice)" if args.fake else "PortAudio -> virtual PulseAudio null sink",
         "device": audio.device_name,
         "device_rate": audio.device_rate,

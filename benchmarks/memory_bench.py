@@ -14,7 +14,8 @@ Ingestion embeds with a stand-in embedder of MiniLM's shape (384-d) so that 30 a
 real MiniLM on the largest text for --real-embedder-s seconds shows what the model adds (a
 constant: the model and one batch). Chat uses the tiny preset (the memory per frame does not
 depend on the model's size; its context window is bounded by design). Codec uses the tiny
-preset's codec by default (--codec-checkpoint for another): the streaming path is the same. Writes benchmarks/results/memory_<timestamp>.json with the machine and its load average.
+preset's codec by default (--codec-checkpoint for another): the streaming path is the same.
+Writes benchmarks/results/memory_<timestamp>.json with the machine and its load average.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ STAND_IN_ADD = textwrap.dedent("""
 def write_text(path: Path, megabytes: float) -> Path:
     """Plain prose-like text (varied sentences, paragraphs), `megabytes` long."""
     rng = np.random.default_rng(0)
-    words = ["pears", "crates", "hall", "inventory", "shipment", "invoice", "the", "a", "of", "to", "and", "in", "on", "for", "with", "driver", "morning", "evening", "warehouse", "north", "south", "dock", "forklift", "label", "pallet", "customer", "order"]
+    words = ["pears", "crates", "hall", "inventory", "shipment", "invoice", "the", "a", "of", "to", "and", "in", "on", "for", "with", "driver", "morning", "evening", "warehouse", "north", "south", "dock", "forklift", "label", "pallet", "customer", "order"]  # noqa: E501
     with open(path, "w", encoding="utf-8") as file:
         while file.tell() < megabytes * 1e6:
             for _ in range(int(rng.integers(2, 7))):
@@ -243,7 +244,8 @@ def main() -> None:
                 output = scratch / f"{kind}_{seconds:g}s_out.wav"
                 argv = [sys.executable, "-m", "michi_core.cli", kind, "--input", str(audio), "--output", str(output)]
                 if kind == "chat":
-                    argv += ["--preset", "tiny", "--seed", "0", "--transcript", str(scratch / f"chat_{seconds:g}s.json")]
+                    argv += ["--preset", "tiny", "--seed", "0",
+                             "--transcript", str(scratch / f"chat_{seconds:g}s.json")]
                 else:
                     argv += ["--checkpoint", str(codec_checkpoint(args.codec_checkpoint, scratch))]
                 result = run_case(f"{kind}_{seconds:g}s", argv, env_for(f"{kind}{seconds:g}"), args.time_limit,

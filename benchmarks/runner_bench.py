@@ -132,7 +132,7 @@ def main() -> None:
             print(key, entry, flush=True)
             del runner
     report = {"benchmark": "benchmarks/runner_bench.py", "machine": machine_info(torch.device("cpu")),
-              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "settings": vars(args), "results": results}
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = results_dir() / f"runner_bench_small_cpu_{stamp}.json"

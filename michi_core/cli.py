@@ -165,7 +165,8 @@ def register(commands) -> None:
     p.add_argument("--frames", type=int, default=200, help="frames to time (80 ms each)")
     p.add_argument("--json", help="where to write the JSON (default benchmarks/results/...)")
     p.add_argument("--checkpoint", help="checkpoint directory (default: the preset, random heads)")
-    p.add_argument("--variants", default="fp32", help="comma-separated: fp32,bf16,int8,llama.cpp (the backbone in llama.cpp)")
+    p.add_argument("--variants", default="fp32",
+                   help="comma-separated: fp32,bf16,int8,llama.cpp (the backbone in llama.cpp)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 

@@ -114,7 +114,8 @@ def build_corpus(corpus: Path, recipe: Recipe, hours: float, workers: int, seed:
         "synth": build_synth(corpus, hours, voices=voices, workers=workers, seed=seed),
         "align": build_alignment(corpus, whisper=whisper, workers=workers),
         "dialogues": build_dialogues(corpus, recipe.dialogues(hours), user_voices=dialogue_voices, workers=workers,
-                                     seed=seed, whisper=whisper, options=DialogueOptions(max_wer=recipe.dialogue_max_wer)),
+                                     seed=seed, whisper=whisper,
+                                     options=DialogueOptions(max_wer=recipe.dialogue_max_wer)),
         "text": build_text_only(corpus, recipe.texts(hours), seed=seed),
     }
 

@@ -132,7 +132,8 @@ def ship_codec(checkpoint: str | Path, eval_dir: str | Path, run_dir: str | Path
 def run_summary(run_dir: Path) -> dict:
     """The stage config and step of a run's latest checkpoint (what the trainer saved)."""
     latest = run_dir / "checkpoints" / "latest.txt"
-    state_path = run_dir / "checkpoints" / (latest.read_text().strip() if latest.is_file() else "?") / "trainer_state.json"
+    step_dir = latest.read_text().strip() if latest.is_file() else "?"
+    state_path = run_dir / "checkpoints" / step_dir / "trainer_state.json"
     if not state_path.is_file():
         return {}
     state = json.loads(state_path.read_text())

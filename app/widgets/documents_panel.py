@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.threads import start_in_thread
+from michi_core.stores.database import StoreError
 from michi_core.stores.rag import (
     SUPPORTED_SUFFIXES,
     DocumentStore,
@@ -43,7 +44,6 @@ from michi_core.stores.rag import (
     default_embedder,
     expand_paths,
 )
-from michi_core.stores.database import StoreError
 from michi_core.stores.rag.ingest import CANCELLED, DUPLICATE
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from PySide6.QtWidgets import (
 
 from app.threads import Job, run_job
 from app.widgets.enrollment_dialog import EnrollmentDialog, Recorder
-from michi_core.session.engine import SamplingSettings
 from michi_core.model.model import MichiModel
+from michi_core.session.engine import SamplingSettings
 from michi_core.stores.voices import VoiceError, VoiceStore, speak
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from michi_core.model.config import FORMAT_VERSION, CheckpointError, CodecConfig, codec_config_from_dict
-from michi_core.model.streaming import (CausalConv1d, ResidualUnit, StreamingModule, init_signal_path,
-                                        zero_init_residual)
+from michi_core.model.streaming import CausalConv1d, ResidualUnit, StreamingModule, init_signal_path, zero_init_residual
 from michi_core.model.vocoder import HiFiGANGenerator, MelAnalysis, Resampler, VocoderLookahead, universal_weights
 
 CODEC_KIND = "michi-mel-codec"  # safetensors metadata "kind" of a codec checkpoint

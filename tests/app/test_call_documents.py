@@ -17,8 +17,8 @@ from app.audio.echo import HeadphonesBypass
 from app.audio.stream import AudioIO
 from app.audio_port import SpeechEvents
 from app.worker import ConversationLoop
-from michi_core.stores.conversations import USER, ConversationStore
 from michi_core.session.engine import DuplexSession, SamplingSettings
+from michi_core.stores.conversations import USER, ConversationStore
 from michi_core.stores.rag import (
     ChunkingConfig,
     ContextInjector,

@@ -19,8 +19,8 @@ from app.widgets.conversation_control import CallState
 from app.widgets.level_meter import FLOOR_DB
 from app.widgets.voices_panel import VoicesPanel
 from michi_core.model.config import tiny
-from michi_core.stores.conversations import USER, ConversationStore, SourceRef, Turn
 from michi_core.model.model import MichiModel
+from michi_core.stores.conversations import USER, ConversationStore, SourceRef, Turn
 
 FRAME_S = 0.08
 

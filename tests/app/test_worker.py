@@ -23,8 +23,8 @@ from app.audio_port import SpeechEvents
 from app.call_devices import CallDevices
 from app.threads import running_threads, start_in_thread
 from app.worker import MAX_BACKLOG_FRAMES, CallSetup, ConversationLoop, InferenceWorker
-from michi_core.stores.conversations import ASSISTANT, ConversationStore
 from michi_core.session.engine import DuplexSession, SamplingSettings
+from michi_core.stores.conversations import ASSISTANT, ConversationStore
 
 FRAME = 1920
 HAND_DRIVEN = 1e-9  # a device speed at which its thread runs one block and then waits for the test

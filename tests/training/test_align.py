@@ -80,8 +80,8 @@ def test_tokens_go_to_the_frame_where_their_word_starts():
 
 
 def test_whisper_base_is_assembled_once_and_checked(tmp_path):
-    from michi_core.paths import cache_dir
     from michi_core.model.whisper import check_model_sha, whisper_model_dir
+    from michi_core.paths import cache_dir
 
     base = whisper_model_dir("base")
     assert base.is_relative_to(cache_dir()), "the assembled Whisper base lives in the cache"

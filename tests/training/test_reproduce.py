@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 
 from michi_core.model.codec import Codec
-from michi_core.session.engine import DuplexSession, SamplingSettings
 from michi_core.model.model import load_model
+from michi_core.session.engine import DuplexSession, SamplingSettings
 from michi_core.stores.voices import speak
 from training.eval.codec_eval import CODEC_LABELS
 from training.eval.model_eval import MODEL_LABELS
@@ -98,7 +98,8 @@ def test_the_eval_reports_have_every_metric_as_a_finite_number(reproduced, kind,
                 "model": ["say.wer", "speaker_similarity.win_rate", "perplexity.adapted", "perplexity.original",
                           "duplex.model_voiced_during_user", "duplex.reference_latency_frames"]}[kind]
     for key in measured:
-        assert lookup(report["metrics"], key) is not None, f"{kind} eval: {key} was not measured: {report['unavailable']}"
+        assert lookup(report["metrics"], key) is not None, (
+            f"{kind} eval: {key} was not measured: {report['unavailable']}")
     text = (out / "eval" / kind / "EVAL.md").read_text()
     assert all(label in text for label in labels.values())
     assert report["loss_curves"] and all((out / "eval" / kind / png).is_file() for png in report["loss_curves"])
@@ -139,7 +140,8 @@ def test_a_time_budget_becomes_step_counts_from_measured_steps(reproduced):
     before = sorted(p.name for p in (out / "runs" / "codec" / "checkpoints").iterdir())
     seconds = measure_step_seconds(stage_config("codec", recipe, out, 40, 0, "cpu"))
     assert 0 < seconds < 30
-    assert sorted(p.name for p in (out / "runs" / "codec" / "checkpoints").iterdir()) == before, "timing touched the run"
+    checkpoints = out / "runs" / "codec" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == before, "timing touched the run"
     deadline = time.monotonic() + 600
     steps = budget_steps("speech", recipe, out, 0, "cpu", deadline, budget_minutes=10,
                             remaining=("speech", "joint", "duplex"))

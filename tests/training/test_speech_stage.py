@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from michi_core.session.engine import DuplexSession
 from michi_core.model.model import MichiModel
-from training.stages.speech import SpeechStageConfig, frame_stage, batch_to_michi
+from michi_core.session.engine import DuplexSession
+from training.stages.speech import SpeechStageConfig, batch_to_michi, frame_stage
 from training.trainer import Trainer
 
 
@@ -25,7 +25,8 @@ def test_the_batch_layout_matches_the_engine(cli_corpus, tmp_path):
     assert int(batch.frame_mask.sum(1).unique()) == n, "every row holds the same frame count"
     assert batch.user_audio.shape[1] == n * stage.model.config.codec.frame_size
     real = batch.attention_mask.bool() & batch.frame_mask
-    assert bool((batch.text_targets[real] >= 0).all()) and bool((batch.text_targets[~batch.attention_mask.bool()] < 0).all())
+    assert bool((batch.text_targets[real] >= 0).all())
+    assert bool((batch.text_targets[~batch.attention_mask.bool()] < 0).all())
 
 
 def test_speech_then_joint_lower_their_losses_and_export_a_model_the_engine_runs(cli_corpus, tmp_path):

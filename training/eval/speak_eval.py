@@ -137,7 +137,7 @@ def say_ttfa(model, text: str = "Hello, how can I help?", repeats: int = 5, dtyp
         start = time.perf_counter()
         session.say(text)
         step_ms = []
-        for frames in range(1, 40):
+        for frames in range(1, 40):  # noqa: B007 (read after the loop)
             t = time.perf_counter()
             result = session.step(silence)
             step_ms.append(1000 * (time.perf_counter() - t))

@@ -33,8 +33,16 @@ from safetensors.torch import load_file, save_file
 
 from michi_core.model.config import SpeechConfig
 from michi_core.model.phonemes import PhonemeTable
-from michi_core.model.speech import (SPEECH_PREFIX, FrameFeatures, SpeechStack, SpeechTargets,
-                                     TextStream, Utterance, plan_utterance, window_ids)
+from michi_core.model.speech import (
+    SPEECH_PREFIX,
+    FrameFeatures,
+    SpeechStack,
+    SpeechTargets,
+    TextStream,
+    Utterance,
+    plan_utterance,
+    window_ids,
+)
 
 from ..trainer import TrainConfig, step_generator
 

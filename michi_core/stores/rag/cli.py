@@ -61,7 +61,8 @@ class _Progress:
 
     def __call__(self, progress: IngestProgress) -> None:
         percent = f" {progress.fraction:.0%}" if progress.stage == "embedding" else ""
-        line = f"[{progress.file_index + 1}/{progress.file_count}] {clean(progress.path.name)}: {progress.stage}{percent}"
+        line = (f"[{progress.file_index + 1}/{progress.file_count}] {clean(progress.path.name)}: "
+                f"{progress.stage}{percent}")
         if self.terminal:
             print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
         elif time.monotonic() - self.last_logged >= PROGRESS_LOG_S:

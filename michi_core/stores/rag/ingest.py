@@ -98,12 +98,15 @@ def expand_paths(paths: Iterable[Path | str]) -> list[Path]:
     return expanded
 
 
+DEFAULT_CHUNKING = ChunkingConfig()  # frozen: one shared default is safe
+
+
 class Ingestor:
     def __init__(
         self,
         store: DocumentStore,
         embedder: Embedder,
-        chunking: ChunkingConfig = ChunkingConfig(),
+        chunking: ChunkingConfig = DEFAULT_CHUNKING,
         max_file_bytes: int = MAX_FILE_BYTES,
         embed_batch: int = 16,  # chunks per embedding call: how often progress and stop are checked
         commit_batch: int = 512,  # chunks per write transaction: bounds memory and lock time

@@ -17,11 +17,10 @@ MAX_WER = 0.3  # of its 11 words, Whisper base may miss or mishear three (the sh
 
 
 def test_shipped_model_is_the_default_and_says_a_held_out_sentence():
+    from michi_core.model.model import load_model
     from michi_core.session.engine import SamplingSettings
     from michi_core.stores.voices import speak
     from training.eval.asr import Transcriber, word_error_rate
-
-    from michi_core.model.model import load_model
 
     model = load_model()
     assert model.speech is not None, "the shipped checkpoint is the speech-stack model"

@@ -9,8 +9,7 @@ import torch
 
 from michi_core.model.config import FlowConfig, SpeechConfig
 from michi_core.model.phonemes import PhonemeTable, phonemize, piper_symbols, word_groups, words_to_groups
-from michi_core.model.speech import (FrameFeatures, SpeechStack, SpeechStream, plan_utterance,
-                                     window_ids)
+from michi_core.model.speech import FrameFeatures, SpeechStack, SpeechStream, plan_utterance, window_ids
 from michi_core.model.tokenizer import ByteTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

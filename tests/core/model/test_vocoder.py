@@ -10,8 +10,15 @@ import torch
 from torch.nn import functional as F
 
 from michi_core.model import vocoder
-from michi_core.model.vocoder import (HiFiGANGenerator, MelAnalysis, Resampler, VocoderError, VocoderLookahead,
-                                      slaney_mel_filterbank, universal_weights)
+from michi_core.model.vocoder import (
+    HiFiGANGenerator,
+    MelAnalysis,
+    Resampler,
+    VocoderError,
+    VocoderLookahead,
+    slaney_mel_filterbank,
+    universal_weights,
+)
 
 V1 = dict(n_mels=80, channels=512, upsample_rates=(8, 8, 2, 2), upsample_kernels=(16, 16, 4, 4),
           resblock_kernels=(3, 7, 11), resblock_dilations=((1, 3, 5),) * 3)
@@ -64,7 +71,7 @@ def _centred_v1(state: dict[str, torch.Tensor], mel: torch.Tensor) -> torch.Tens
         x = F.conv_transpose1d(F.leaky_relu(x, 0.1), state[f"ups.{i}.weight"], state[f"ups.{i}.bias"], stride=rate,
                                padding=(kernel - rate) // 2)
         total = 0
-        for j, (k, dilations) in enumerate(zip(V1["resblock_kernels"], V1["resblock_dilations"])):
+        for j, (_kernel, dilations) in enumerate(zip(V1["resblock_kernels"], V1["resblock_dilations"])):
             y = x
             for n, d in enumerate(dilations):
                 block = f"resblocks.{3 * i + j}"

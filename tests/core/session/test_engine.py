@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from michi_core.model.config import tiny
-from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
 from michi_core.model.model import IGNORE, MichiBatch, MichiModel, build_batch, shift_right
+from michi_core.session.engine import DuplexSession, SamplingSettings, VoicePrompt
 
 TOL = 1e-4  # fp32: step-by-step with a KV cache vs one full-sequence pass
 
@@ -240,7 +240,8 @@ def test_a_bf16_backbone_stays_close_to_fp32_and_keeps_the_heads_in_fp32():
     ref = DuplexSession(ref_model, keep_debug=True)
     bf = DuplexSession(bf_model, keep_debug=True, dtype=torch.bfloat16)
     assert bf_model.text_embedding.weight.dtype == torch.bfloat16
-    assert bf_model.flow.in_proj.weight.dtype == torch.float32 and bf_model.codec.decoder.pre.conv.weight.dtype == torch.float32
+    assert bf_model.flow.in_proj.weight.dtype == torch.float32
+    assert bf_model.codec.decoder.pre.conv.weight.dtype == torch.float32
     audio = np.random.default_rng(0).standard_normal((5, fs)).astype(np.float32) * 0.1
     for frame in audio:
         r = ref.step(frame, force_text=ref.pad_id, force_latent=torch.zeros(8))
@@ -250,8 +251,8 @@ def test_a_bf16_backbone_stays_close_to_fp32_and_keeps_the_heads_in_fp32():
 
 
 def test_text_comes_out_in_whole_characters_and_stray_bytes_never_show():
-    from michi_core.session.engine import _IncrementalDecoder
     from michi_core.model.tokenizer import ByteTokenizer
+    from michi_core.session.engine import _IncrementalDecoder
 
     decoder = _IncrementalDecoder(ByteTokenizer())
     assert [decoder.push(b) for b in "é!".encode()] == ["", "é", "!"], "a 2-byte character waits for its end"

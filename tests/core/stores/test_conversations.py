@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from michi_core.stores.conversations import ASSISTANT, USER, ConversationStore, Turn
 from michi_core.paths import database_path
+from michi_core.stores.conversations import ASSISTANT, USER, ConversationStore, Turn
 
 RATE = 24_000
 

@@ -14,11 +14,10 @@ import soxr
 import torch
 
 from michi_core.audio import AudioFileError, load_audio
-from michi_core.stores.voices import voice_from_audio
 from michi_core.model.config import tiny
-from michi_core.session.engine import DuplexSession, SamplingSettings
 from michi_core.model.model import MichiModel
 from michi_core.paths import database_path
+from michi_core.session.engine import DuplexSession, SamplingSettings
 from michi_core.stores.voices import (
     STORE_RATE,
     VoiceError,
@@ -27,6 +26,7 @@ from michi_core.stores.voices import (
     model_signature,
     resolve_voice,
     speak,
+    voice_from_audio,
 )
 
 RATE = STORE_RATE

@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 
 from michi_core.audio import AudioFileError, load_audio
-from michi_core.session.chat import run_chat
 from michi_core.model.config import tiny
 from michi_core.model.model import MichiModel
+from michi_core.session.chat import run_chat
 from michi_core.stores.voices import STORE_RATE, VoiceStore
 from michi_core.stores.voices_cli import main
 
