@@ -12,6 +12,7 @@ and writes its files the same way (`AudioFrames`, `AudioFileWriter`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 READ_BLOCK_SECONDS = 4.0  # input read and resampled this much at a time
 
+
+CHAT_MAX_BACKLOG_S = 10.0  # audio the recognizer may fall behind a file-driven chat before feed() waits
 
 def check_output(path: str | Path, audio: bool = True) -> Path:
     """Refuse an output path that would fail only after the work is done: a folder, a format
@@ -149,6 +152,8 @@ def run_chat(model: MichiModel, input_path: str, output_path: str, system: str |
     settings.seed = seed if seed is not None else settings.seed
     session = DuplexSession(model, settings, device=device, dtype=dtype)
     if hearing is not None:
+        if hearing.max_backlog_s is None:  # a file steps faster than real time: bound the unheard audio
+            hearing = dataclasses.replace(hearing, max_backlog_s=CHAT_MAX_BACKLOG_S)
         session.attach_hearing(Hearing(hearing, sample_rate=sr, frame_size=fs))
     if voice_path:  # a recording's path, or a stored voice's id or name (`michi voices list`)
         from michi_core.stores.voices import (

@@ -82,6 +82,9 @@ class HearingSettings:
     language_min: float = 0.5  # a multilingual model this sure of another language: no words
     window_s: float = 15.0  # encoder window for short utterances (30 = Whisper's own, see above)
     restart_after_s: float = 1.0  # wait before reloading a recognizer that raised
+    max_backlog_s: float | None = None  # a session stepping faster than real time (`michi chat` on a
+    # file) waits in feed() while more than this much audio is unheard, so memory stays bounded; a
+    # live call (None) never waits: the step must not
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,11 @@ class Hearing:
             f"feed() takes one frame of {self.frame_size} samples, got {frame.shape[0]}"
         )
         with self._state:
+            if self.settings.max_backlog_s is not None:
+                limit = max(1, int(self.settings.max_backlog_s * self.sample_rate / self.frame_size))
+                while self._queued - self._handled >= limit and self._thread is not None \
+                        and self._thread.is_alive() and not self._stop.is_set():
+                    self._state.wait(timeout=0.5)
             self._queued += 1
         self._inbox.put((self._generation, frame.copy()))
         self._frames_fed += 1

@@ -301,3 +301,38 @@ def test_michi_chat_transcript_has_the_users_words_from_a_real_recording(tmp_pat
     assert word_errors(ARCTIC_TEXT, heard) <= 0.1, f"the transcript's user side: {data['user_text']!r}"
     assert data["user_text"].split() == [w["text"] for w in words]
     assert all(entry["frame"] * FRAME_S >= entry["words"][-1]["end"] - 0.15 for entry in data["user"])
+
+
+def test_a_file_driven_session_waits_for_the_recognizer_instead_of_queueing_every_frame():
+    """max_backlog_s (michi chat): feed() blocks while that much audio is unheard, then goes on; the
+    live default never blocks. A recognizer that takes its time to load holds the hearing thread."""
+    import threading
+
+    loaded = threading.Event()
+
+    def slow_to_load(settings):
+        loaded.wait(timeout=30)
+        return _Slow()
+
+    bounded = Hearing(HearingSettings(max_backlog_s=0.4), recognizer_factory=slow_to_load).start()
+    limit = 5  # 0.4 s of 80 ms frames
+    fed = []
+    feeder = threading.Thread(target=lambda: [fed.append(bounded.feed(np.zeros(1920, np.float32)))
+                                              for _ in range(3 * limit)])
+    feeder.start()
+    feeder.join(timeout=2.0)
+    assert feeder.is_alive() and len(fed) == limit, f"fed {len(fed)} frames while nothing was heard"
+    loaded.set()
+    feeder.join(timeout=30)
+    assert not feeder.is_alive() and len(fed) == 3 * limit
+    bounded.stop()
+
+    live = Hearing(HearingSettings(), recognizer_factory=slow_to_load)
+    loaded.clear()
+    live.start()
+    started = time.perf_counter()
+    for _ in range(3 * limit):
+        live.feed(np.zeros(1920, np.float32))
+    assert time.perf_counter() - started < 1.0, "a live call's feed() never waits"
+    loaded.set()
+    live.stop()
