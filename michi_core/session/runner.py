@@ -240,6 +240,8 @@ def llama_cpp_unavailable(model: MichiModel) -> str | None:
         import llama_cpp  # noqa: F401
     except ImportError:
         return 'llama-cpp-python is not installed (pip install -e ".[fast]")'
+    except (OSError, RuntimeError) as error:  # installed, but its shared library cannot be loaded
+        return f"llama-cpp-python cannot load its library ({error})"
     return None
 
 
